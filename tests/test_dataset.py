@@ -1,0 +1,540 @@
+"""Tests of trainer.dataset: canonical numbers, the problem generator, JSONL loading and splits."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import sys
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The project is not pip-installed in the dev venv and pytest only puts tests/ on sys.path.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from trainer.dataset import (  # noqa: E402
+    KINDS,
+    DatasetError,
+    MathTask,
+    Splits,
+    canonical_number,
+    generate_problems,
+    load_jsonl,
+    load_splits,
+    split_tasks,
+)
+
+CANONICAL_RE = re.compile(r"-?(0|[1-9]\d*)(\.\d*[1-9])?")
+NUMBER_IN_TEXT_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def numbers_in(text: str) -> list[Fraction]:
+    return [Fraction(match.replace(",", "")) for match in NUMBER_IN_TEXT_RE.findall(text)]
+
+
+def write_lines(path: Path, *lines: str) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def record(question: object = "What is 1 + 1?", answer: object = 2, **extra: object) -> str:
+    return json.dumps({"question": question, "answer": answer, **extra})
+
+
+def make_tasks(count: int) -> list[MathTask]:
+    return [
+        MathTask(id=f"t{i}", question=f"What is {i} + 1?", answer=str(i + 1), kind="add", difficulty=1)
+        for i in range(count)
+    ]
+
+
+# --- canonical_number ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("42", "42"),
+        (42, "42"),
+        (-7, "-7"),
+        ("-3.5", "-3.5"),
+        ("12.50", "12.5"),
+        (" 12.50 ", "12.5"),
+        ("1,234", "1234"),
+        ("1,234,567.25", "1234567.25"),
+        ("3/4", "0.75"),
+        ("-1/2", "-0.5"),
+        ("10/4", "2.5"),
+        (".5", "0.5"),
+        ("3.", "3"),
+        ("007", "7"),
+        ("+5", "5"),
+        ("\u22127", "-7"),
+        ("-0", "0"),
+        ("0.000", "0"),
+        (0.1, "0.1"),
+        (12.5, "12.5"),
+        (-0.75, "-0.75"),
+        (3.0, "3"),
+        (1e21, "1000000000000000000000"),
+        (1e-7, "0.0000001"),
+        (10**30, "1000000000000000000000000000000"),
+    ],
+)
+def test_canonical_number_accepts(value: str | int | float, expected: str) -> None:
+    assert canonical_number(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "many",
+        "",
+        "  ",
+        ".",
+        "-",
+        "1,23",
+        "1,2345",
+        ",123",
+        "1,234,",
+        "1.2.3",
+        "--5",
+        "1e3",
+        "$5",
+        "5%",
+        "1/0",
+        "1/3",
+        "2/7",
+        "0.5/2",
+        True,
+        False,
+        math.nan,
+        math.inf,
+        -math.inf,
+    ],
+)
+def test_canonical_number_rejects(value: str | int | float) -> None:
+    with pytest.raises(ValueError):
+        canonical_number(value)
+
+
+def test_canonical_number_rejects_non_numbers_at_runtime() -> None:
+    with pytest.raises(ValueError, match="not a number"):
+        canonical_number([1])  # type: ignore[arg-type]
+
+
+def test_canonical_number_explains_non_terminating_fractions() -> None:
+    with pytest.raises(ValueError, match="no exact decimal"):
+        canonical_number("1/3")
+
+
+terminating = st.builds(
+    lambda numerator, twos, fives: Fraction(numerator, 2**twos * 5**fives),
+    st.integers(min_value=-(10**15), max_value=10**15),
+    st.integers(min_value=0, max_value=12),
+    st.integers(min_value=0, max_value=12),
+)
+
+
+@given(terminating)
+def test_canonical_number_round_trips_exact_fractions(value: Fraction) -> None:
+    text = canonical_number(f"{value.numerator}/{value.denominator}")
+    assert CANONICAL_RE.fullmatch(text), text
+    assert text != "-0"
+    assert Fraction(text) == value
+    assert canonical_number(text) == text
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_canonical_number_reads_floats_as_their_shortest_repr(value: float) -> None:
+    text = canonical_number(value)
+    assert CANONICAL_RE.fullmatch(text), text
+    assert "e" not in text
+    assert float(text) == value
+    assert Fraction(text) == Fraction(repr(value))
+
+
+# --- generate_problems -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def problems() -> list[MathTask]:
+    return generate_problems(400, seed=11)
+
+
+def test_generator_is_deterministic() -> None:
+    assert generate_problems(150, seed=5) == generate_problems(150, seed=5)
+
+
+def test_generator_depends_on_the_seed() -> None:
+    first = [task["question"] for task in generate_problems(50, seed=1)]
+    second = [task["question"] for task in generate_problems(50, seed=2)]
+    assert first != second
+
+
+def test_longer_lists_extend_shorter_ones() -> None:
+    assert generate_problems(100, seed=3)[:40] == generate_problems(40, seed=3)
+
+
+def test_generator_ignores_and_keeps_the_global_random_state() -> None:
+    random.seed(0)
+    state = random.getstate()
+    first = generate_problems(30, seed=9)
+    assert random.getstate() == state
+    random.seed(12345)
+    assert generate_problems(30, seed=9) == first
+
+
+def test_ids_are_stable_and_unique(problems: list[MathTask]) -> None:
+    assert [task["id"] for task in problems] == [f"gen-11-{i}" for i in range(400)]
+
+
+def test_tasks_are_plain_json_dicts(problems: list[MathTask]) -> None:
+    for task in problems:
+        assert type(task) is dict
+        assert set(task) == {"id", "question", "answer", "kind", "difficulty"}
+        assert json.loads(json.dumps(task)) == task
+
+
+def test_answers_are_canonical_non_negative_with_two_places_at_most(problems: list[MathTask]) -> None:
+    for task in problems:
+        answer = task["answer"]
+        assert CANONICAL_RE.fullmatch(answer), task
+        assert canonical_number(answer) == answer
+        value = Fraction(answer)
+        assert value >= 0, task
+        assert (value * 100).denominator == 1, task
+
+
+def test_every_kind_and_difficulty_appears(problems: list[MathTask]) -> None:
+    assert set(Counter(task["kind"] for task in problems)) == set(KINDS)
+    assert {task["difficulty"] for task in problems} == {1, 2, 3}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_kind_appears_for_other_seeds(seed: int) -> None:
+    assert {task["kind"] for task in generate_problems(300, seed)} == set(KINDS)
+
+
+def test_questions_are_varied(problems: list[MathTask]) -> None:
+    shapes = {re.sub(r"\$?\d[\d,.]*", "#", task["question"]) for task in problems}
+    assert len(shapes) >= 150
+    names = {word for task in problems for word in ("Ava", "Ben", "Zoe", "Omar") if word in task["question"]}
+    assert len(names) >= 3
+
+
+def test_questions_read_as_questions(problems: list[MathTask]) -> None:
+    for task in problems:
+        assert task["question"].endswith("?"), task
+        assert "{" not in task["question"], task
+        assert " 1 hours" not in task["question"], task
+
+
+def test_difficulty_one_is_genuinely_easy() -> None:
+    easy = generate_problems(300, seed=4, difficulties=(1,))
+    assert {task["difficulty"] for task in easy} == {1}
+    assert "multi_step" not in {task["kind"] for task in easy}
+    for task in easy:
+        assert max(numbers_in(task["question"])) <= 100, task
+        assert Fraction(task["answer"]) <= 100, task
+
+
+def test_difficulties_are_respected() -> None:
+    hard = generate_problems(100, seed=4, difficulties=(2, 3))
+    assert {task["difficulty"] for task in hard} == {2, 3}
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_single_operation_answers_match_their_questions(seed: int) -> None:
+    checked = Counter[str]()
+    for task in generate_problems(400, seed):
+        if task["kind"] not in {"add", "subtract", "multiply"} or "$" in task["question"]:
+            continue
+        numbers = numbers_in(task["question"])
+        expected = {
+            "add": sum(numbers, Fraction(0)),
+            "subtract": numbers[0] - numbers[1] if len(numbers) == 2 else None,
+            "multiply": math.prod(numbers) if len(numbers) == 2 else None,
+        }[task["kind"]]
+        assert Fraction(task["answer"]) == expected, task
+        checked[task["kind"]] += 1
+    assert min(checked.values()) >= 10 and len(checked) == 3
+
+
+def test_divide_answers_match_their_questions(problems: list[MathTask]) -> None:
+    count_problems = [task for task in problems if task["kind"] == "divide" and "$" not in task["question"]]
+    assert count_problems
+    for task in count_problems:
+        total, divisor = numbers_in(task["question"])
+        assert Fraction(task["answer"]) == total / divisor, task
+
+
+def test_zero_problems_is_an_empty_list() -> None:
+    assert generate_problems(0, seed=1) == []
+
+
+@pytest.mark.parametrize(
+    ("n", "difficulties", "message"),
+    [(-1, (1,), "negative"), (5, (), "empty"), (5, (1, 4), r"\[4\]"), (5, (0,), r"\[0\]")],
+)
+def test_generator_rejects_bad_arguments(n: int, difficulties: tuple[int, ...], message: str) -> None:
+    with pytest.raises(DatasetError, match=message):
+        generate_problems(n, seed=1, difficulties=difficulties)
+
+
+# --- load_jsonl --------------------------------------------------------------------------------------
+
+
+def test_load_jsonl_reads_all_answer_styles(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "data.jsonl",
+        record("Int?", 42),
+        record("Float?", 3.5),
+        "",
+        record("Commas?", "1,234"),
+        record("Fraction?", "3/4"),
+        record("GSM8K?", "Natalia sold 48 clips.\nShe sold 48+24 = <<48+24=72>>72.\n#### 1,272"),
+        record("Negative?", "-3.5"),
+        record("Float noise?", 0.1),
+        "   ",
+        record("  Padded?  ", " 12.50 ", id="custom-id", kind="money", difficulty=2),
+        record("Int id?", 7, id=99),
+    )
+    tasks = load_jsonl(path)
+    assert [task["answer"] for task in tasks] == [
+        "42",
+        "3.5",
+        "1234",
+        "0.75",
+        "1272",
+        "-3.5",
+        "0.1",
+        "12.5",
+        "7",
+    ]
+    assert [task["id"] for task in tasks] == [
+        "data-1",
+        "data-2",
+        "data-4",
+        "data-5",
+        "data-6",
+        "data-7",
+        "data-8",
+        "custom-id",
+        "99",
+    ]
+    assert tasks[0] == MathTask(id="data-1", question="Int?", answer="42", kind="custom", difficulty=0)
+    assert tasks[7] == MathTask(id="custom-id", question="Padded?", answer="12.5", kind="money", difficulty=2)
+
+
+def test_load_jsonl_accepts_crlf_and_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{record('A?', 1)}\r\n{record('B?', 2)}\r\n".encode())
+    assert [task["answer"] for task in load_jsonl(path)] == ["1", "2"]
+
+
+def test_load_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"question": "Two\u2028lines?", "answer": 1}\n' + record("Next?", 2) + "\n", encoding="utf-8")
+    tasks = load_jsonl(path)
+    assert [task["id"] for task in tasks] == ["data-1", "data-2"]
+
+
+def test_generated_tasks_survive_a_jsonl_round_trip(tmp_path: Path) -> None:
+    tasks = generate_problems(30, seed=2)
+    path = write_lines(tmp_path / "gen.jsonl", *(json.dumps(task) for task in tasks))
+    assert load_jsonl(path) == tasks
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (
+            [record(), record(), '{"question": "x" "answer": 1}'],
+            "data.jsonl:3: invalid JSON (Expecting ',' delimiter",
+        ),
+        ([record()] * 4 + [record(answer="many")], "data.jsonl:5: \"answer\" is not a number: 'many'"),
+        ([record(), '{"answer": 3}'], 'data.jsonl:2: missing "question"'),
+        (['{"question": "Why?"}'], 'data.jsonl:1: missing "answer"'),
+        ([record(question="   ")], 'data.jsonl:1: "question" must be a non-empty string'),
+        ([record(question=5)], 'data.jsonl:1: "question" must be a non-empty string'),
+        (["[1, 2]"], "data.jsonl:1: expected a JSON object, got list"),
+        (['"text"'], "data.jsonl:1: expected a JSON object, got str"),
+        ([record(answer=True)], 'data.jsonl:1: "answer" must be a number or a string, got bool'),
+        ([record(answer=None)], 'data.jsonl:1: "answer" must be a number or a string, got NoneType'),
+        ([record(answer=[1])], 'data.jsonl:1: "answer" must be a number or a string, got list'),
+        (['{"question": "q", "answer": NaN}'], 'data.jsonl:1: "answer" is not a number: nan'),
+        ([record(answer="1/3")], "data.jsonl:1: \"answer\" '1/3' has no exact decimal representation"),
+        ([record(answer="so #### many")], "data.jsonl:1: \"answer\" is not a number: 'many'"),
+        ([record(answer="")], "data.jsonl:1: \"answer\" is not a number: ''"),
+        ([record(id="")], 'data.jsonl:1: "id" must be a non-empty string or an integer'),
+        ([record(id=1.5)], 'data.jsonl:1: "id" must be a non-empty string or an integer'),
+        ([record(kind=3)], 'data.jsonl:1: "kind" must be a non-empty string'),
+        ([record(difficulty=-1)], 'data.jsonl:1: "difficulty" must be a non-negative integer'),
+        ([record(difficulty="2")], 'data.jsonl:1: "difficulty" must be a non-negative integer'),
+        ([record(difficulty=True)], 'data.jsonl:1: "difficulty" must be a non-negative integer'),
+        (["[" * 100_000], "data.jsonl:1: invalid JSON"),
+    ],
+)
+def test_load_jsonl_names_file_line_and_problem(tmp_path: Path, lines: list[str], expected: str) -> None:
+    path = write_lines(tmp_path / "data.jsonl", *lines)
+    with pytest.raises(DatasetError) as caught:
+        load_jsonl(path)
+    message = str(caught.value)
+    assert message.startswith(str(path.parent)), message
+    assert expected in message
+
+
+def test_line_numbers_count_blank_lines(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "data.jsonl", record(), "", "  ", record(answer="many"))
+    with pytest.raises(DatasetError, match=r"data\.jsonl:4: "):
+        load_jsonl(path)
+
+
+def test_duplicate_ids_name_both_lines(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "data.jsonl", record(), record(id="a"), record(), record(id="a"))
+    with pytest.raises(DatasetError) as caught:
+        load_jsonl(path)
+    message = str(caught.value)
+    assert "data.jsonl:4: duplicate id 'a'" in message
+    assert "line 2" in message
+
+
+def test_explicit_ids_may_not_collide_with_default_ids(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "data.jsonl", record(), record(id="data-1"))
+    with pytest.raises(DatasetError, match=r"data\.jsonl:2: duplicate id 'data-1' \(first used on line 1\)"):
+        load_jsonl(path)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.jsonl"
+    with pytest.raises(DatasetError, match=r"nowhere\.jsonl: dataset file not found"):
+        load_jsonl(path)
+
+
+def test_unreadable_path_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="cannot read dataset file") as caught:
+        load_jsonl(tmp_path)
+    assert str(tmp_path) in str(caught.value)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n   \n"])
+def test_file_without_tasks_is_rejected(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"empty\.jsonl contains no tasks"):
+        load_jsonl(path)
+
+
+def test_non_utf8_is_rejected_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(record().encode() + b"\n" + '{"question": "Caf\xe9?", "answer": 1}'.encode("latin-1"))
+    with pytest.raises(DatasetError) as caught:
+        load_jsonl(path)
+    message = str(caught.value)
+    assert "latin1.jsonl:2: not valid UTF-8" in message
+    assert "0xe9" in message
+
+
+def test_dataset_error_is_a_value_error() -> None:
+    assert issubclass(DatasetError, ValueError)
+
+
+# --- split_tasks / load_splits --------------------------------------------------------------------------
+
+
+def ids(tasks: list[MathTask]) -> list[str]:
+    return [task["id"] for task in tasks]
+
+
+def test_split_sizes_are_exact_and_disjoint() -> None:
+    splits = split_tasks(make_tasks(20), train_size=5, val_size=4, test_size=3, seed=1)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (5, 4, 3)
+    all_ids = ids(splits.train) + ids(splits.val) + ids(splits.test)
+    assert len(set(all_ids)) == 12
+
+
+def test_split_is_deterministic_and_seeded() -> None:
+    tasks = make_tasks(30)
+    assert split_tasks(tasks, 10, 5, 5, seed=3) == split_tasks(tasks, 10, 5, 5, seed=3)
+    assert split_tasks(tasks, 10, 5, 5, seed=3) != split_tasks(tasks, 10, 5, 5, seed=4)
+
+
+def test_split_shuffles_without_touching_the_input() -> None:
+    tasks = make_tasks(30)
+    before = list(tasks)
+    splits = split_tasks(tasks, 30 - 2, 1, 1, seed=0)
+    assert tasks == before
+    assert ids(splits.train) != ids(tasks)[:28]
+
+
+@given(
+    st.integers(min_value=1, max_value=10),
+    st.integers(min_value=1, max_value=10),
+    st.integers(min_value=1, max_value=10),
+    st.integers(min_value=0, max_value=5),
+    st.integers(),
+)
+def test_split_property(train: int, val: int, test: int, spare: int, seed: int) -> None:
+    tasks = make_tasks(train + val + test + spare)
+    splits = split_tasks(tasks, train, val, test, seed)
+    chosen = ids(splits.train) + ids(splits.val) + ids(splits.test)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (train, val, test)
+    assert len(set(chosen)) == len(chosen)
+    assert set(chosen) <= set(ids(tasks))
+
+
+def test_too_few_tasks_says_what_to_lower() -> None:
+    with pytest.raises(DatasetError) as caught:
+        split_tasks(make_tasks(8), train_size=5, val_size=3, test_size=2, seed=0)
+    message = str(caught.value)
+    for part in ("need 10", "only 8", "TRAIN_SIZE", "VAL_SIZE", "TEST_SIZE", "--train-size", "--test-size"):
+        assert part in message, part
+
+
+@pytest.mark.parametrize(
+    ("sizes", "setting"),
+    [((0, 1, 1), "TRAIN_SIZE / --train-size"), ((1, 0, 1), "VAL_SIZE"), ((1, 1, -2), "--test-size")],
+)
+def test_sizes_below_one_are_rejected(sizes: tuple[int, int, int], setting: str) -> None:
+    with pytest.raises(DatasetError, match="must be at least 1") as caught:
+        split_tasks(make_tasks(10), *sizes, seed=0)
+    assert setting in str(caught.value)
+    with pytest.raises(DatasetError, match="must be at least 1"):
+        load_splits(None, *sizes, seed=0)
+
+
+def test_load_splits_generates_exactly_what_is_needed() -> None:
+    splits = load_splits(None, train_size=12, val_size=5, test_size=7, seed=8)
+    assert isinstance(splits, Splits)
+    chosen = ids(splits.train) + ids(splits.val) + ids(splits.test)
+    assert sorted(chosen) == sorted(f"gen-8-{i}" for i in range(24))
+    assert splits == load_splits(None, 12, 5, 7, seed=8)
+
+
+def test_load_splits_passes_difficulties_on() -> None:
+    splits = load_splits(None, 10, 5, 5, seed=8, difficulties=(1,))
+    assert {task["difficulty"] for task in splits.train + splits.val + splits.test} == {1}
+
+
+def test_load_splits_reads_a_file(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "mine.jsonl", *(record(f"Q{i}?", i) for i in range(6)))
+    splits = load_splits(path, 3, 2, 1, seed=0)
+    assert sorted(ids(splits.train + splits.val + splits.test)) == sorted(f"mine-{i}" for i in range(1, 7))
+
+
+def test_load_splits_names_a_file_that_is_too_small(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "small.jsonl", record("Q?", 1), record("R?", 2))
+    with pytest.raises(DatasetError) as caught:
+        load_splits(path, 2, 1, 1, seed=0)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not enough tasks")
+    assert "need 4" in message and "only 2" in message

@@ -1,0 +1,303 @@
+"""Command line: ``python -m trainer train|eval|prompts|llm|report``.
+
+Flags override environment variables, which override defaults (see ``trainer/config.py``). Errors a
+user can fix (a bad setting, a broken dataset line, an unreachable endpoint) print one clear message
+and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from trainer.config import ConfigError, Settings, load_settings
+
+logger = logging.getLogger("trainer")
+
+# (flag, settings field, type, help) for `train`; the names the issue tracker promised users.
+TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--iterations", "iterations", int, "APO rounds"),
+    ("--algorithm", "algorithm", str, "apo, or baseline (only evaluates the seed prompt)"),
+    ("--dataset", "dataset_path", Path, "JSONL dataset; default: generated problems"),
+    ("--output", "output_dir", Path, "output directory (prompt DB, best prompt, summary)"),
+    ("--runners", "runners", int, "rollout runner processes"),
+    ("--beam-width", "beam_width", int, "prompts kept in the beam"),
+    ("--branch-factor", "branch_factor", int, "candidates per parent"),
+    ("--val-batch-size", "val_batch_size", int, "val tasks per candidate score"),
+    ("--gradient-batch-size", "gradient_batch_size", int, "train rollouts per critique"),
+    ("--train-size", "train_size", int, "train split size"),
+    ("--val-size", "val_size", int, "val split size"),
+    ("--test-size", "test_size", int, "test split size"),
+    ("--seed", "seed", int, "seed for data, splits and APO sampling"),
+    ("--store-url", "store_url", str, "use this running Agent Lightning store"),
+    ("--seed-prompt-file", "seed_prompt_file", Path, "file with the prompt to start from"),
+    ("--log-level", "log_level", str, "DEBUG, INFO, WARNING or ERROR"),
+]
+
+NOISY_LOGGERS = (
+    "httpx",
+    "httpx2",
+    "agentlightning",
+    "LiteLLM",
+    "LiteLLM Proxy",
+    "LiteLLM Router",
+    "uvicorn",
+    "openai",
+    "agno",
+    "opentelemetry",
+)
+
+
+def setup_logging(level: str, console: Console) -> None:
+    handler: logging.Handler
+    if console.is_terminal:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Libraries log one line per HTTP request or rollout at INFO; operators want our events only.
+
+    Called again after importing Agent Lightning, because litellm resets its loggers on import.
+    """
+    quiet = logging.DEBUG if logging.getLogger().level == logging.DEBUG else logging.WARNING
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
+
+
+def _settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {field: getattr(args, field, None) for _, field, _, _ in TRAIN_FLAGS}
+    overrides.update(extra)
+    return load_settings(**overrides)
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from trainer.train import dry_run, train
+
+    settings = _settings_from(args, resume=True if args.resume else None)
+    setup_logging(settings.log_level, console)
+    if args.dry_run:
+        dry_run(settings, console)
+        return 0
+    train(settings, console)
+    return 0
+
+
+def _load_prompt_arg(ref: str, settings: Settings) -> tuple[str, str]:
+    path = Path(ref)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8").strip()
+        if not text:
+            raise ConfigError(f"--prompt: {path} is empty")
+        return text, str(path)
+    from trainer.prompt_manager import PromptManager
+
+    db = settings.output_dir / "prompts.db"
+    if not db.exists():
+        raise ConfigError(f"--prompt: {ref!r} is neither a file nor a version in {db} (no prompt DB there)")
+    with PromptManager(db) as prompts:
+        record = prompts.get(ref)
+    return record.template, f"prompt #{record.id} ({record.run_id}:{record.label})"
+
+
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    from contextlib import ExitStack
+
+    from trainer.dataset import load_jsonl, load_splits
+    from trainer.evaluation import evaluate
+    from trainer.llm import EmbeddedLLMProcess
+    from trainer.rollout import RolloutConfig
+    from trainer.template import TemplateError, check_template
+    from trainer.train import probe_endpoints, resolve_endpoints
+
+    settings = _settings_from(args)
+    setup_logging(settings.log_level, console)
+    template, source = _load_prompt_arg(args.prompt, settings)
+    try:
+        check_template(template)
+    except TemplateError as exc:
+        raise ConfigError(f"--prompt {source}: not a valid template: {exc}") from None
+    if settings.dataset_path is not None and args.split == "all":
+        tasks = load_jsonl(settings.dataset_path)
+    else:
+        splits = load_splits(
+            settings.dataset_path, settings.train_size, settings.val_size, settings.test_size, settings.seed
+        )
+        tasks = {"train": splits.train, "val": splits.val, "test": splits.test,
+                 "all": splits.train + splits.val + splits.test}[args.split]  # fmt: skip
+    with ExitStack() as stack:
+        embedded_url = None
+        if settings.uses_embedded_llm:
+            embedded_url = stack.enter_context(EmbeddedLLMProcess(settings, settings.output_dir / "llm.log")).base_url
+        endpoints = resolve_endpoints(settings, embedded_url)
+        probe_endpoints(endpoints)
+        concurrency = settings.embedded_llm_parallel if settings.uses_embedded_llm else 4
+        result = evaluate(template, tasks, RolloutConfig(model=endpoints.agent), concurrency)
+    console.print(f"prompt: {source}")
+    console.print(f"tasks:  {len(tasks)} ({args.split} split)")
+    console.print(f"score:  {result.score}")
+    console.print(f"status: {result.status_counts()}")
+    if args.json:
+        import json
+
+        score = result.score
+        payload = {"score": score.value, "correct": score.correct, "n": score.n, "ci95": [score.low, score.high]}
+        print(json.dumps({**payload, "statuses": result.status_counts()}))
+    return 0
+
+
+def cmd_prompts(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from trainer.prompt_manager import PromptManager
+
+    settings = _settings_from(args)
+    db = settings.output_dir / "prompts.db"
+    if not db.exists():
+        raise ConfigError(f"no prompt DB at {db}: train first, or point --output at a run's directory")
+    with PromptManager(db) as prompts:
+        if args.action == "list":
+            table = Table(title=str(db))
+            for col in ("id", "run", "label", "round", "parent", "status", "val score", "n", "best", "prompt"):
+                table.add_column(col)
+            for p in prompts.list(args.run):
+                score = f"{p.val_score:.3f}" if p.val_score is not None else "-"
+                preview = " ".join(p.template.split())[:60]
+                status = p.status + (f" ({p.reject_reason})" if p.reject_reason else "")
+                table.add_row(str(p.id), p.run_id, p.label, str(p.round), str(p.parent_id or "-"), status,
+                              score, str(p.val_n or "-"), "*" if p.is_best else "", preview)  # fmt: skip
+            console.print(table)
+        elif args.action == "show":
+            if not args.ref:
+                raise ConfigError("prompts show: give a VERSION (id, #id, RUN:LABEL or LABEL)")
+            p = prompts.get(args.ref)
+            lineage = " -> ".join(f"#{x.id}" for x in prompts.lineage(p.id))
+            console.print(f"#{p.id} {p.run_id}:{p.label} round {p.round} status {p.status} "
+                          f"score {p.val_score} (n={p.val_n}) best={p.is_best} lineage {lineage}")  # fmt: skip
+            if p.reject_reason:
+                console.print(f"rejected: {p.reject_reason}")
+            print(p.template)
+        else:  # export
+            target = Path(args.to) if args.to else settings.output_dir
+            record = prompts.export_best(args.run, target)
+            console.print(f"exported #{record.id} ({record.run_id}:{record.label}) to {target / 'best_prompt.txt'}")
+    return 0
+
+
+def cmd_llm(args: argparse.Namespace, console: Console) -> int:
+    import signal
+    import threading
+
+    from trainer.llm import EmbeddedLLM
+
+    settings = load_settings()
+    setup_logging(settings.log_level, console)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with EmbeddedLLM(
+        host=args.host or settings.embedded_llm_host,
+        port=args.port if args.port is not None else (settings.embedded_llm_port or 8080),
+        parallel=args.parallel or settings.embedded_llm_parallel,
+        ctx=args.ctx or settings.embedded_llm_ctx,
+        threads=args.threads or settings.embedded_llm_threads,
+    ) as llm:
+        logger.info("serving %s at %s (OpenAI API); stop with Ctrl-C", llm.model_name, llm.base_url)
+        stop.wait()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from trainer.prompt_manager import PromptManager
+    from trainer.report import render_run_report
+
+    settings = _settings_from(args)
+    db = settings.output_dir / "prompts.db"
+    if not db.exists():
+        raise ConfigError(f"no prompt DB at {db}")
+    with PromptManager(db) as prompts:
+        run_id = args.run or (prompts.runs()[-1].run_id if prompts.runs() else None)
+        if run_id is None:
+            raise ConfigError(f"{db} holds no runs")
+        path = render_run_report(prompts, run_id, settings.output_dir)
+    console.print(f"reward curve of run {run_id}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_common(p: argparse.ArgumentParser, fields: Sequence[str]) -> None:
+        for flag, field, kind, help_text in TRAIN_FLAGS:
+            if field in fields:
+                p.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
+
+    train = sub.add_parser("train", help="optimize the agent's prompt with APO")
+    add_common(train, [f for _, f, _, _ in TRAIN_FLAGS])
+    train.add_argument("--dry-run", action="store_true", help="check everything, print the plan, do not train")
+    train.add_argument("--resume", action="store_true", help="start from the best prompt saved in --output")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="score a prompt (file or saved version) on a dataset")
+    ev.add_argument("--prompt", required=True, help="prompt file, or VERSION from the prompt DB")
+    ev.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
+    ev.add_argument("--json", action="store_true", help="also print the result as JSON")
+    add_common(ev, ["dataset_path", "output_dir", "train_size", "val_size", "test_size", "seed", "log_level"])
+    ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("prompts", help="read the prompt DB")
+    pr.add_argument("action", choices=["list", "show", "export"])
+    pr.add_argument("ref", nargs="?", help="VERSION for show: id, #id, RUN:LABEL or LABEL")
+    pr.add_argument("--run", help="restrict to this run id")
+    pr.add_argument("--to", help="export directory (default: --output)")
+    add_common(pr, ["output_dir"])
+    pr.set_defaults(func=cmd_prompts)
+
+    llm = sub.add_parser("llm", help="the embedded model server")
+    llm.add_argument("action", choices=["serve"])
+    llm.add_argument("--host")
+    llm.add_argument("--port", type=int)
+    llm.add_argument("--parallel", type=int)
+    llm.add_argument("--ctx", type=int)
+    llm.add_argument("--threads", type=int)
+    llm.set_defaults(func=cmd_llm)
+
+    rep = sub.add_parser("report", help="redraw a run's reward curve from the prompt DB")
+    rep.add_argument("--run", help="run id (default: latest)")
+    add_common(rep, ["output_dir"])
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from trainer.dataset import DatasetError
+    from trainer.llm import LLMError
+    from trainer.prompt_manager import PromptStoreError
+    from trainer.store import StoreUnreachable
+
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return int(args.func(args, console))
+    except (ConfigError, DatasetError, LLMError, StoreUnreachable, PromptStoreError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; everything scored so far is in the prompt DB")
+        return 130

@@ -1,0 +1,192 @@
+"""All trainer settings, declared once.
+
+Every setting is a field of :class:`Settings`. Its environment variable is the field name in upper
+case (``agent_model`` -> ``AGENT_MODEL``); CLI flags override the environment, which overrides the
+defaults below. ``.env.example`` mirrors this file: keep the two in step (a test checks it).
+
+No LLM endpoint configured (``OPENAI_BASE_URL`` unset) means "start the embedded SmolLM2-135M
+server on loopback", so a fresh checkout trains with no key and no network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_MODEL_NAME = "smollm2-135m"
+
+# The seed prompt follows the measured best style for small models: one expression, then its value.
+DEFAULT_SEED_PROMPT = (
+    "You solve math word problems. Write one arithmetic expression that answers the question, "
+    "then its value. End with: The answer is <number>."
+)
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the setting, its variable and its flag."""
+
+
+class Settings(BaseSettings):
+    """Typed settings read from the environment (and ``.env``), overridable by CLI flags."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True)
+
+    # --- Language model used by the agent's rollouts -------------------------------------------
+    openai_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint (…/v1) for rollouts; unset = embedded model."
+    )
+    openai_api_key: SecretStr | None = Field(None, description="API key for OPENAI_BASE_URL.")
+    agent_model: str = Field(EMBEDDED_MODEL_NAME, description="Model name the agent calls.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Agent sampling temperature.")
+    max_reply_tokens: int = Field(256, ge=1, le=32768, description="Agent reply length cap (tokens).")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds one agent LLM request may take.")
+    llm_max_retries: int = Field(1, ge=0, le=10, description="Retries of a failed agent LLM request.")
+    use_calculator: bool = Field(False, description="Give the agent a calculator tool (needs tool calls).")
+
+    # --- Optimizer (APO's critique = "gradient" and edit calls) ---------------------------------
+    optimizer_base_url: str | None = Field(
+        None, description="Endpoint for APO's gradient/edit calls; unset = same as the agent's."
+    )
+    optimizer_api_key: SecretStr | None = Field(None, description="Key for OPTIMIZER_BASE_URL; unset = OPENAI_API_KEY.")
+    gradient_model: str | None = Field(None, description="Model for critiques; unset = AGENT_MODEL.")
+    edit_model: str | None = Field(None, description="Model for prompt edits; unset = GRADIENT_MODEL.")
+    optimizer_temperature: float = Field(1.0, ge=0.0, le=2.0, description="Diversity of APO's edits.")
+    optimizer_max_tokens: int = Field(
+        512, ge=16, le=32768, description="Reply cap of each gradient/edit call (stock APO has none)."
+    )
+    optimizer_timeout: float = Field(180.0, gt=0, description="Seconds one gradient/edit call may take.")
+    optimizer_max_retries: int = Field(2, ge=0, le=10, description="Retries of transient optimizer errors.")
+
+    # --- APO ---------------------------------------------------------------------------------
+    algorithm: Literal["apo", "baseline"] = Field("apo", description="apo, or baseline (seed only).")
+    iterations: int = Field(2, ge=1, le=100, description="APO beam-search rounds.")
+    beam_width: int = Field(2, ge=1, le=32, description="Prompts kept in the beam.")
+    branch_factor: int = Field(2, ge=1, le=32, description="Candidates edited from each parent.")
+    gradient_batch_size: int = Field(4, ge=1, le=256, description="Train rollouts per critique.")
+    val_batch_size: int = Field(16, ge=1, le=10000, description="Val tasks scoring each candidate.")
+    rollout_batch_timeout: float = Field(900.0, gt=0, description="Seconds to wait for one batch.")
+    seed_prompt: str = Field(DEFAULT_SEED_PROMPT, min_length=1, description="The prompt APO starts from.")
+    seed_prompt_file: Path | None = Field(None, description="File holding the seed prompt (wins).")
+
+    # --- Candidate guard ----------------------------------------------------------------------
+    candidate_guard: bool = Field(True, description="Reject empty/duplicate/oversized candidates.")
+    max_prompt_chars: int = Field(4000, ge=50, description="Longest candidate prompt accepted.")
+    max_prompt_growth: float = Field(4.0, ge=1.0, description="Longest candidate as a multiple of its parent.")
+
+    # --- Data --------------------------------------------------------------------------------
+    dataset_path: Path | None = Field(None, description="JSONL of {question, answer}; unset = generated.")
+    train_size: int = Field(40, ge=1, description="Train split size (critique rollouts).")
+    val_size: int = Field(16, ge=1, description="Val split size (scores prompts).")
+    test_size: int = Field(30, ge=1, description="Held-out test split size (final report).")
+    seed: int = Field(7, description="Seed of data generation, splits and APO sampling.")
+
+    # --- Execution ---------------------------------------------------------------------------
+    output_dir: Path = Field(Path("outputs"), description="Prompt DB, best prompt, summary, plots.")
+    runners: int = Field(2, ge=1, le=64, description="Rollout runner processes.")
+    store_url: str | None = Field(None, description="External Agent Lightning store; unset = in-process.")
+    store_port: int = Field(4747, ge=0, le=65535, description="Port of the in-process store (0 = free).")
+    resume: bool = Field(False, description="Start from the best prompt saved in OUTPUT_DIR.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+    # --- Embedded model server -----------------------------------------------------------------
+    embedded_llm_host: str = Field("127.0.0.1", description="Interface the embedded model binds.")
+    embedded_llm_port: int = Field(0, ge=0, le=65535, description="Port of the embedded model (0 = free).")
+    embedded_llm_parallel: int = Field(4, ge=1, le=64, description="Concurrent requests it serves.")
+    embedded_llm_ctx: int = Field(8192, ge=512, description="Context window (tokens) shared by all slots.")
+    embedded_llm_threads: int = Field(
+        max(1, os.cpu_count() or 1), ge=1, description="CPU threads of the embedded model."
+    )
+
+    @field_validator("openai_base_url", "optimizer_base_url", "store_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _batches_fit(self) -> Settings:
+        if self.algorithm == "apo" and self.val_batch_size > self.val_size:
+            raise ValueError(
+                f"val_batch_size ({self.val_batch_size}) is larger than val_size ({self.val_size}): "
+                "lower VAL_BATCH_SIZE / --val-batch-size or raise VAL_SIZE / --val-size"
+            )
+        if self.algorithm == "apo" and self.gradient_batch_size > self.train_size:
+            raise ValueError(
+                f"gradient_batch_size ({self.gradient_batch_size}) is larger than train_size "
+                f"({self.train_size}): lower GRADIENT_BATCH_SIZE or raise TRAIN_SIZE"
+            )
+        return self
+
+    # --- Derived values --------------------------------------------------------------------------
+    @property
+    def uses_embedded_llm(self) -> bool:
+        return self.openai_base_url is None
+
+    @property
+    def effective_gradient_model(self) -> str:
+        return self.gradient_model or self.agent_model
+
+    @property
+    def effective_edit_model(self) -> str:
+        return self.edit_model or self.effective_gradient_model
+
+    @property
+    def effective_optimizer_key(self) -> SecretStr | None:
+        return self.optimizer_api_key or self.openai_api_key
+
+    def load_seed_prompt(self) -> str:
+        """The seed prompt text; a file named by SEED_PROMPT_FILE wins over SEED_PROMPT."""
+        if self.seed_prompt_file is None:
+            return self.seed_prompt
+        try:
+            text = self.seed_prompt_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"SEED_PROMPT_FILE: cannot read {self.seed_prompt_file}: {exc.strerror}") from exc
+        if not text:
+            raise ConfigError(f"SEED_PROMPT_FILE: {self.seed_prompt_file} is empty")
+        return text
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to log or persist: secrets are never included."""
+        data = self.model_dump(mode="json")
+        for key in ("openai_api_key", "optimizer_api_key"):
+            data[key] = "***" if data.get(key) else None
+        return data
+
+
+def env_var(field: str) -> str:
+    return field.upper()
+
+
+def cli_flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from env + overrides (CLI), turning validation errors into a ConfigError.
+
+    The error names each failing setting by its variable and flag, so a user can fix it in
+    whichever place they set it.
+    """
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            field = loc[0] if loc else ""
+            where = f"{env_var(field)} ({cli_flag(field)})" if field and field in Settings.model_fields else "settings"
+            given = err.get("input")
+            secret = "key" in field
+            shown = "" if secret or isinstance(given, dict) or given is None else f" (got {given!r})"
+            lines.append(f"{where}: {err['msg']}{shown}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None

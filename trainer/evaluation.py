@@ -1,0 +1,59 @@
+"""Score one prompt on a set of tasks, in-process, without a store.
+
+Used for the held-out test split at the end of training and by ``python -m trainer eval``. It runs
+the very same ``solve`` as a rollout, so a score here and a score during training mean the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from trainer.dataset import MathTask
+from trainer.rollout import RolloutConfig, RolloutOutcome, solve
+from trainer.stats import Score, wilson
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    outcomes: list[RolloutOutcome]
+
+    @property
+    def score(self) -> Score:
+        return wilson(sum(1 for o in self.outcomes if o.reward >= 1.0), len(self.outcomes))
+
+    @property
+    def correct(self) -> list[bool]:
+        return [o.reward >= 1.0 for o in self.outcomes]
+
+    @property
+    def tokens(self) -> int:
+        return sum(o.input_tokens + o.output_tokens for o in self.outcomes)
+
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for outcome in self.outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        return counts
+
+
+async def evaluate_async(
+    template: str, tasks: Sequence[MathTask], config: RolloutConfig, concurrency: int
+) -> Evaluation:
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(task: MathTask) -> RolloutOutcome:
+        async with gate:
+            return await solve(task, template, config)
+
+    # gather keeps task order, which the paired comparison relies on.
+    outcomes = await asyncio.gather(*(one(task) for task in tasks))
+    return Evaluation(list(outcomes))
+
+
+def evaluate(template: str, tasks: Sequence[MathTask], config: RolloutConfig, concurrency: int) -> Evaluation:
+    return asyncio.run(evaluate_async(template, tasks, config, concurrency))

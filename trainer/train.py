@@ -1,0 +1,365 @@
+"""A training run from settings to saved best prompt, and its dry-run twin.
+
+Order of a run: check everything cheap first (settings, dataset, seed prompt), then start or probe
+the language model, open the prompt DB, run APO through Agent Lightning's trainer (store server +
+runner processes), score seed and best on the held-out test split, and write the summary. The best
+prompt is exported whenever it changes, so an interrupted run still leaves one behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from trainer.agent import ModelSpec
+from trainer.candidate_guard import GuardLimits
+from trainer.config import ConfigError, Settings
+from trainer.dataset import Splits, load_splits
+from trainer.llm import EmbeddedLLMProcess, free_port, probe_chat
+from trainer.prompt_manager import BEST_TXT, PromptManager
+from trainer.rollout import Ledger, RolloutConfig
+from trainer.store import check_store
+from trainer.template import TemplateError, check_template
+
+logger = logging.getLogger(__name__)
+
+PROMPT_DB = "prompts.db"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    agent: ModelSpec
+    optimizer_url: str
+    optimizer_key: str | None
+    gradient_model: str
+    edit_model: str
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def seed_prompt_for(settings: Settings) -> tuple[str, str]:
+    """The prompt APO starts from and where it came from; raises ConfigError if unusable."""
+    source = "SEED_PROMPT"
+    text = settings.load_seed_prompt()
+    if settings.seed_prompt_file is not None:
+        source = f"SEED_PROMPT_FILE ({settings.seed_prompt_file})"
+    if settings.resume:
+        db_path = settings.output_dir / PROMPT_DB
+        best_file = settings.output_dir / BEST_TXT
+        if db_path.exists():
+            with PromptManager(db_path) as prompts:
+                best = prompts.best()
+            if best is not None:
+                text, source = best.template, f"--resume: best prompt #{best.id} of run {best.run_id}"
+        elif best_file.exists():
+            text, source = best_file.read_text(encoding="utf-8"), f"--resume: {best_file}"
+        else:
+            raise ConfigError(
+                f"--resume: no saved prompt in {settings.output_dir} (neither {PROMPT_DB} nor {BEST_TXT})"
+            )
+    try:
+        check_template(text)
+    except TemplateError as exc:
+        raise ConfigError(f"seed prompt from {source} is not a valid template: {exc}") from None
+    return text, source
+
+
+def expected_rollouts(settings: Settings, splits: Splits) -> dict[str, int]:
+    """Upper bound of rollouts and LLM calls APO will make (its cost formula)."""
+    val = len(splits.val)
+    rounds = 0 if settings.algorithm == "baseline" else settings.iterations
+    bw, bf = settings.beam_width, settings.branch_factor
+    total = val  # the seed's baseline on the full val set
+    beam = 1
+    for _ in range(rounds):
+        total += bw * bf * settings.gradient_batch_size
+        total += (beam + bw * bf) * settings.val_batch_size
+        total += val  # the beam leader, rescored on the full val set
+        beam = min(bw, beam + bw * bf)
+    optimizer_calls = rounds * bw * bf * 2
+    test = 2 * len(splits.test)
+    return {
+        "training_rollouts": total,
+        "test_rollouts": test,
+        "agent_llm_calls": total + test,
+        "optimizer_llm_calls": optimizer_calls,
+    }
+
+
+def resolve_endpoints(settings: Settings, embedded_url: str | None) -> Endpoints:
+    agent_url = settings.openai_base_url or embedded_url
+    if agent_url is None:
+        raise ConfigError("OPENAI_BASE_URL is unset and the embedded model is not running")
+    agent_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    optimizer_key = settings.effective_optimizer_key
+    return Endpoints(
+        agent=ModelSpec(
+            base_url=agent_url,
+            model=settings.agent_model,
+            api_key=agent_key,
+            temperature=settings.temperature,
+            max_tokens=settings.max_reply_tokens,
+            timeout=settings.llm_timeout,
+            max_retries=settings.llm_max_retries,
+        ),
+        optimizer_url=settings.optimizer_base_url or agent_url,
+        optimizer_key=optimizer_key.get_secret_value() if optimizer_key else None,
+        gradient_model=settings.effective_gradient_model,
+        edit_model=settings.effective_edit_model,
+    )
+
+
+def probe_endpoints(endpoints: Endpoints) -> None:
+    probe_chat(endpoints.agent.base_url, endpoints.agent.model, endpoints.agent.api_key)
+    if (endpoints.optimizer_url, endpoints.gradient_model) != (endpoints.agent.base_url, endpoints.agent.model):
+        probe_chat(endpoints.optimizer_url, endpoints.gradient_model, endpoints.optimizer_key)
+    if endpoints.edit_model != endpoints.gradient_model:
+        probe_chat(endpoints.optimizer_url, endpoints.edit_model, endpoints.optimizer_key)
+
+
+def dry_run(settings: Settings, console: Console) -> dict[str, Any]:
+    """Check everything a training needs without training; raise naming the failing thing."""
+    splits = load_splits(
+        settings.dataset_path, settings.train_size, settings.val_size, settings.test_size, settings.seed
+    )
+    seed_prompt, source = seed_prompt_for(settings)
+    if settings.store_url:
+        check_store(settings.store_url)
+    with ExitStack() as stack:
+        embedded_url = None
+        if settings.uses_embedded_llm:
+            llm = stack.enter_context(EmbeddedLLMProcess(settings, settings.output_dir / "llm.log"))
+            embedded_url = llm.base_url
+        endpoints = resolve_endpoints(settings, embedded_url)
+        probe_endpoints(endpoints)
+    plan = {
+        "algorithm": settings.algorithm,
+        "rounds": 0 if settings.algorithm == "baseline" else settings.iterations,
+        "dataset": str(settings.dataset_path) if settings.dataset_path else f"generated (seed {settings.seed})",
+        "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "seed_prompt_source": source,
+        "agent": f"{endpoints.agent.model} at {endpoints.agent.base_url}"
+        + (" (embedded)" if settings.uses_embedded_llm else ""),
+        "optimizer": f"{endpoints.gradient_model} / {endpoints.edit_model} at {endpoints.optimizer_url}",
+        "store": settings.store_url or "in-process",
+        "runners": settings.runners,
+        **expected_rollouts(settings, splits),
+        "seed_prompt_chars": len(seed_prompt),
+    }
+    console.print("[bold green]dry run OK[/]: settings valid, dataset loaded, LLM answered")
+    for key, value in plan.items():
+        console.print(f"  {key:22} {value}")
+    return plan
+
+
+def train(settings: Settings, console: Console) -> dict[str, Any]:
+    """Run one training; returns the summary (also written to OUTPUT_DIR/summary.json)."""
+    # Heavy imports (Agent Lightning pulls ~150 packages) only once we know we will train.
+    import agentlightning as agl
+    from openai import AsyncOpenAI
+
+    from trainer.cli import quiet_libraries
+
+    quiet_libraries()
+
+    from trainer.evaluation import evaluate
+    from trainer.optimizer import Progress, TrackedAPO
+    from trainer.optimizer_client import BoundedChatClient, UsageLedger
+    from trainer.progress import ProgressDisplay
+    from trainer.report import CURVE_FILE, curve_points, plot_reward_curve, print_summary, write_summary
+    from trainer.rollout import make_rollout
+    from trainer.runner_tracer import RolloutTracer
+    from trainer.stats import paired
+
+    started = time.monotonic()
+    out = settings.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    splits = load_splits(
+        settings.dataset_path, settings.train_size, settings.val_size, settings.test_size, settings.seed
+    )
+    seed_prompt, source = seed_prompt_for(settings)
+    if settings.store_url:
+        check_store(settings.store_url)
+    run_id = new_run_id()
+    run_dir = out / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(run_dir / "rollouts.jsonl")
+    random.seed(settings.seed)  # APO samples parents and batches with the global generator
+
+    with ExitStack() as stack:
+        embedded_url = None
+        if settings.uses_embedded_llm:
+            llm = stack.enter_context(EmbeddedLLMProcess(settings, out / "llm.log"))
+            embedded_url = llm.base_url
+        endpoints = resolve_endpoints(settings, embedded_url)
+        probe_endpoints(endpoints)
+
+        prompts = stack.enter_context(PromptManager(out / PROMPT_DB))
+        prompts.start_run(run_id, settings.algorithm, {**settings.public_dict(), "seed_prompt_source": source})
+        logger.info(
+            "run %s: %s, %d rounds, splits %d/%d/%d, agent %s, seed prompt from %s",
+            run_id, settings.algorithm, 0 if settings.algorithm == "baseline" else settings.iterations,
+            len(splits.train), len(splits.val), len(splits.test), endpoints.agent.model, source,
+        )  # fmt: skip
+
+        def export_best(prompt_id: int) -> None:
+            prompts.export_best(run_id, out, extra={"best_prompt_db_id": prompt_id})
+
+        usage = UsageLedger()
+        client = BoundedChatClient(
+            AsyncOpenAI(base_url=endpoints.optimizer_url, api_key=endpoints.optimizer_key or "not-needed"),
+            max_tokens=settings.optimizer_max_tokens,
+            timeout=settings.optimizer_timeout,
+            max_retries=settings.optimizer_max_retries,
+            usage=usage,
+        )
+        progress = Progress()
+        guard = GuardLimits(settings.max_prompt_chars, settings.max_prompt_growth) if settings.candidate_guard else None
+        algorithm = TrackedAPO(
+            client,
+            prompts=prompts,
+            run_id=run_id,
+            guard=guard,
+            progress=progress,
+            on_best=export_best,
+            gradient_model=endpoints.gradient_model,
+            apply_edit_model=endpoints.edit_model,
+            diversity_temperature=settings.optimizer_temperature,
+            gradient_batch_size=settings.gradient_batch_size,
+            val_batch_size=settings.val_batch_size,
+            beam_width=settings.beam_width,
+            branch_factor=settings.branch_factor,
+            beam_rounds=0 if settings.algorithm == "baseline" else settings.iterations,
+            rollout_batch_timeout=settings.rollout_batch_timeout,
+            run_initial_validation=True,
+        )
+        rollout_config = RolloutConfig(model=endpoints.agent, use_calculator=settings.use_calculator)
+        agent = make_rollout(rollout_config, ledger)
+        trainer_kwargs: dict[str, Any] = {}
+        if settings.store_url:
+            trainer_kwargs["store"] = agl.LightningStoreClient(settings.store_url)
+            strategy = agl.ClientServerExecutionStrategy(n_runners=settings.runners, managed_store=False)
+        else:
+            port = settings.store_port or free_port()
+            strategy = agl.ClientServerExecutionStrategy(
+                n_runners=settings.runners, server_host="127.0.0.1", server_port=port
+            )
+        trainer = agl.Trainer(
+            algorithm=algorithm,
+            n_runners=settings.runners,
+            initial_resources={"prompt_template": agl.PromptTemplate(template=seed_prompt, engine="f-string")},
+            adapter=agl.TraceToMessages(),
+            tracer=RolloutTracer(),
+            strategy=strategy,
+            **trainer_kwargs,
+        )
+        expected = expected_rollouts(settings, splits)["training_rollouts"]
+        status = "failed"
+        try:
+            with ProgressDisplay(progress, ledger.path, expected_rollouts=expected, console=console):
+                trainer.fit(agent, train_dataset=splits.train, val_dataset=splits.val)
+            best = prompts.best(run_id)
+            if best is None:
+                raise RuntimeError("training finished without scoring any prompt (see the log above)")
+            seed_record = next(p for p in prompts.list(run_id) if p.round == 0)
+
+            logger.info("scoring seed and best prompt on %d held-out test problems", len(splits.test))
+            concurrency = settings.embedded_llm_parallel if settings.uses_embedded_llm else 4
+            seed_test = evaluate(seed_record.template, splits.test, rollout_config, concurrency)
+            best_test = (
+                seed_test
+                if best.id == seed_record.id
+                else evaluate(best.template, splits.test, rollout_config, concurrency)
+            )
+            comparison = paired(seed_test.correct, best_test.correct)
+            outcomes = ledger.read()
+            statuses: dict[str, int] = {}
+            for outcome in outcomes:
+                statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+            agent_tokens = sum(o.input_tokens + o.output_tokens for o in outcomes)
+            test_tokens = seed_test.tokens + (best_test.tokens if best_test is not seed_test else 0)
+
+            def val_score(record_id: int) -> dict[str, Any] | None:
+                from trainer.stats import wilson
+
+                record = prompts.get(record_id)
+                if record.val_score is None or not record.val_n:
+                    return None
+                return _score_dict(wilson(round(record.val_score * record.val_n), record.val_n))
+
+            with progress.lock:
+                rejected, candidates = progress.rejected, progress.candidates
+                rejected_reasons = dict(progress.rejected_reasons)
+                failed_branches = progress.failed_branches
+            summary: dict[str, Any] = {
+                "run_id": run_id,
+                "algorithm": settings.algorithm,
+                "seed_val_score": seed_record.val_score,
+                "best_val_score": best.val_score,
+                "seed_test_score": seed_test.score.value,
+                "best_test_score": best_test.score.value,
+                "best_prompt_version": best.label,
+                "best_prompt_id": best.id,
+                "rollouts": len(outcomes),
+                "llm_tokens": agent_tokens + test_tokens + usage.total_tokens,
+                "wall_seconds": round(time.monotonic() - started, 1),
+                "seed_val": val_score(seed_record.id),
+                "best_val": val_score(best.id),
+                "seed_test": _score_dict(seed_test.score),
+                "best_test": _score_dict(best_test.score),
+                "paired_test": {
+                    "n": comparison.n,
+                    "both_right": comparison.both_right,
+                    "only_seed": comparison.only_seed,
+                    "only_best": comparison.only_best,
+                    "both_wrong": comparison.both_wrong,
+                    "p_value": comparison.p_value,
+                    "significant": comparison.significant,
+                },
+                "verdict": comparison.verdict(),
+                "rollout_statuses": statuses,
+                "test_statuses": {"seed": seed_test.status_counts(), "best": best_test.status_counts()},
+                "candidates": candidates,
+                "candidates_rejected": rejected,
+                "rejected_reasons": rejected_reasons,
+                "failed_optimizer_branches": failed_branches,
+                "tokens": {"agent": agent_tokens, "test": test_tokens, "optimizer": usage.as_dict()},
+                "expected_training_rollouts_max": expected,
+                "models": {
+                    "agent": endpoints.agent.model,
+                    "gradient": endpoints.gradient_model,
+                    "edit": endpoints.edit_model,
+                    "embedded": settings.uses_embedded_llm,
+                },
+                "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+                "best_prompt_file": str(out / BEST_TXT),
+                "prompt_db": str(out / PROMPT_DB),
+                "reward_curve": str(out / CURVE_FILE),
+            }
+            export_best(best.id)
+            write_summary(out, summary)
+            write_summary(run_dir, summary)
+            plot_reward_curve(curve_points(prompts.list(run_id)), out / CURVE_FILE, f"APO run {run_id}")
+            status = "completed"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            prompts.finish_run(run_id, status)
+            logger.info("run %s %s after %.0fs", run_id, status, time.monotonic() - started)
+    print_summary(summary, console)
+    return summary
+
+
+def _score_dict(score: Any) -> dict[str, Any]:
+    return {"value": score.value, "correct": score.correct, "n": score.n, "ci95": [score.low, score.high]}
