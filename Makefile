@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.installed-$(DEPS_HASH)
 
-.PHONY: venv test lint bench binaries lock clean
+.PHONY: venv train test lint bench binaries lock clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml requirements.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The README's training command: the embedded model unless OPENAI_BASE_URL is set.
+ARGS ?=
+train: venv
+	$(PY) -m trainer train $(ARGS)
+
 # The README's test command: every test, including the ones that start the embedded model.
 test: venv
 	$(PY) -m pytest
@@ -28,6 +33,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) scripts/env_example.py --check
 
 bench: venv
 	$(PY) -m benchmarks

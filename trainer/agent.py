@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 # Agno phones home after every run unless this variable says otherwise, and the variable beats
 # the constructor flag. Training data and prompts must not leave the machine.
 os.environ["AGNO_TELEMETRY"] = "false"
 
-from agno.agent import Agent
-from agno.models.openai import OpenAILike
+if TYPE_CHECKING:  # agno (+ openai) costs ~1 s to import: only processes that run the agent pay
+    from agno.agent import Agent
+    from agno.models.openai import OpenAILike
 
 AGENT_NAME = "math-solver"
 
@@ -35,6 +37,8 @@ class ModelSpec:
 
 
 def create_model(spec: ModelSpec) -> OpenAILike:
+    from agno.models.openai import OpenAILike
+
     # OpenAILike, not OpenAIChat: OpenAIChat sends the system prompt with role "developer",
     # which most local chat templates (SmolLM2's included) reject.
     return OpenAILike(
@@ -67,6 +71,8 @@ def create_agent_with_prompt(system_prompt: str, model: OpenAILike, *, use_calcu
     The calculator is off by default: small local models do not emit tool calls, and a tool
     schema in the prompt only confuses them.
     """
+    from agno.agent import Agent
+
     tools = []
     if use_calculator:
         from agno.tools.calculator import CalculatorTools

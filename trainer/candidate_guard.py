@@ -48,7 +48,10 @@ def rejection_reason(
     if parent:
         allowed = max(limits.max_growth * len(parent), limits.growth_floor)
         if length > allowed:
-            return f"too long: {length} chars > {limits.max_growth:g} x parent ({len(parent)} chars)"
+            return (
+                f"too long: {length} chars > {allowed:.0f} allowed "
+                f"({limits.max_growth:g} x parent's {len(parent)}, at least {limits.growth_floor})"
+            )
     key = normalize(template)
     if any(normalize(other) == key for other in seen):
         return "duplicate"

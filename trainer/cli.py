@@ -15,29 +15,30 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
-from trainer.config import ConfigError, Settings, load_settings
+from trainer.config import CLI_FLAGS, ConfigError, Settings, load_settings
 
 logger = logging.getLogger("trainer")
 
-# (flag, settings field, type, help) for `train`; the names the issue tracker promised users.
+# (flag, settings field, type, help) for `train`; flag names come from config.CLI_FLAGS.
 TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--iterations", "iterations", int, "APO rounds"),
-    ("--algorithm", "algorithm", str, "apo, or baseline (only evaluates the seed prompt)"),
-    ("--dataset", "dataset_path", Path, "JSONL dataset; default: generated problems"),
-    ("--output", "output_dir", Path, "output directory (prompt DB, best prompt, summary)"),
-    ("--runners", "runners", int, "rollout runner processes"),
-    ("--beam-width", "beam_width", int, "prompts kept in the beam"),
-    ("--branch-factor", "branch_factor", int, "candidates per parent"),
-    ("--val-batch-size", "val_batch_size", int, "val tasks per candidate score"),
-    ("--gradient-batch-size", "gradient_batch_size", int, "train rollouts per critique"),
-    ("--train-size", "train_size", int, "train split size"),
-    ("--val-size", "val_size", int, "val split size"),
-    ("--test-size", "test_size", int, "test split size"),
-    ("--seed", "seed", int, "seed for data, splits and APO sampling"),
-    ("--store-url", "store_url", str, "use this running Agent Lightning store"),
-    ("--seed-prompt-file", "seed_prompt_file", Path, "file with the prompt to start from"),
-    ("--log-level", "log_level", str, "DEBUG, INFO, WARNING or ERROR"),
+    (CLI_FLAGS["iterations"], "iterations", int, "APO rounds"),
+    (CLI_FLAGS["algorithm"], "algorithm", str, "apo, or baseline (only evaluates the seed prompt)"),
+    (CLI_FLAGS["dataset_path"], "dataset_path", Path, "JSONL dataset; default: generated problems"),
+    (CLI_FLAGS["output_dir"], "output_dir", Path, "output directory (prompt DB, best prompt, summary)"),
+    (CLI_FLAGS["runners"], "runners", int, "rollout runner processes"),
+    (CLI_FLAGS["beam_width"], "beam_width", int, "prompts kept in the beam"),
+    (CLI_FLAGS["branch_factor"], "branch_factor", int, "candidates per parent"),
+    (CLI_FLAGS["val_batch_size"], "val_batch_size", int, "val tasks per candidate score"),
+    (CLI_FLAGS["gradient_batch_size"], "gradient_batch_size", int, "train rollouts per critique"),
+    (CLI_FLAGS["train_size"], "train_size", int, "train split size"),
+    (CLI_FLAGS["val_size"], "val_size", int, "val split size"),
+    (CLI_FLAGS["test_size"], "test_size", int, "test split size"),
+    (CLI_FLAGS["seed"], "seed", int, "seed for data, splits and APO sampling"),
+    (CLI_FLAGS["store_url"], "store_url", str, "use this running Agent Lightning store"),
+    (CLI_FLAGS["seed_prompt_file"], "seed_prompt_file", Path, "file with the prompt to start from"),
+    (CLI_FLAGS["log_level"], "log_level", str, "DEBUG, INFO, WARNING or ERROR"),
 ]
 
 NOISY_LOGGERS = (
@@ -296,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, console))
     except (ConfigError, DatasetError, LLMError, StoreUnreachable, PromptStoreError) as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; everything scored so far is in the prompt DB")

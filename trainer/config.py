@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_MODEL_NAME = "smollm2-135m"
@@ -111,20 +111,6 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value
 
-    @model_validator(mode="after")
-    def _batches_fit(self) -> Settings:
-        if self.algorithm == "apo" and self.val_batch_size > self.val_size:
-            raise ValueError(
-                f"val_batch_size ({self.val_batch_size}) is larger than val_size ({self.val_size}): "
-                "lower VAL_BATCH_SIZE / --val-batch-size or raise VAL_SIZE / --val-size"
-            )
-        if self.algorithm == "apo" and self.gradient_batch_size > self.train_size:
-            raise ValueError(
-                f"gradient_batch_size ({self.gradient_batch_size}) is larger than train_size "
-                f"({self.train_size}): lower GRADIENT_BATCH_SIZE or raise TRAIN_SIZE"
-            )
-        return self
-
     # --- Derived values --------------------------------------------------------------------------
     @property
     def uses_embedded_llm(self) -> bool:
@@ -141,6 +127,21 @@ class Settings(BaseSettings):
     @property
     def effective_optimizer_key(self) -> SecretStr | None:
         return self.optimizer_api_key or self.openai_api_key
+
+    def check_training_batches(self) -> None:
+        """APO's batches must fit in their splits; only a training needs this."""
+        if self.algorithm != "apo":
+            return
+        if self.val_batch_size > self.val_size:
+            raise ConfigError(
+                f"VAL_BATCH_SIZE (--val-batch-size) {self.val_batch_size} is larger than VAL_SIZE (--val-size) "
+                f"{self.val_size}: lower the batch or raise the split"
+            )
+        if self.gradient_batch_size > self.train_size:
+            raise ConfigError(
+                f"GRADIENT_BATCH_SIZE (--gradient-batch-size) {self.gradient_batch_size} is larger than "
+                f"TRAIN_SIZE (--train-size) {self.train_size}: lower the batch or raise the split"
+            )
 
     def load_seed_prompt(self) -> str:
         """The seed prompt text; a file named by SEED_PROMPT_FILE wins over SEED_PROMPT."""
@@ -166,8 +167,25 @@ def env_var(field: str) -> str:
     return field.upper()
 
 
-def cli_flag(field: str) -> str:
-    return "--" + field.replace("_", "-")
+# Settings that have a command-line flag, and the flag when it is not the field's name.
+CLI_FLAGS: dict[str, str] = {
+    "iterations": "--iterations", "algorithm": "--algorithm", "dataset_path": "--dataset",
+    "output_dir": "--output", "runners": "--runners", "beam_width": "--beam-width",
+    "branch_factor": "--branch-factor", "val_batch_size": "--val-batch-size",
+    "gradient_batch_size": "--gradient-batch-size", "train_size": "--train-size", "val_size": "--val-size",
+    "test_size": "--test-size", "seed": "--seed", "store_url": "--store-url",
+    "seed_prompt_file": "--seed-prompt-file", "log_level": "--log-level", "resume": "--resume",
+}  # fmt: skip
+
+
+def cli_flag(field: str) -> str | None:
+    return CLI_FLAGS.get(field)
+
+
+def describe_setting(field: str) -> str:
+    """``VAL_SIZE (--val-size)``, or just the variable when there is no flag."""
+    flag = cli_flag(field)
+    return f"{env_var(field)} ({flag})" if flag else env_var(field)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -184,7 +202,7 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
             field = loc[0] if loc else ""
-            where = f"{env_var(field)} ({cli_flag(field)})" if field and field in Settings.model_fields else "settings"
+            where = describe_setting(field) if field and field in Settings.model_fields else "settings"
             given = err.get("input")
             secret = "key" in field
             shown = "" if secret or isinstance(given, dict) or given is None else f" (got {given!r})"

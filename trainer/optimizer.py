@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,7 @@ class Progress:
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     failed_branches: int = 0
     scores: list[RoundScore] = field(default_factory=list)
+    round_seconds: dict[int, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -98,6 +100,7 @@ class TrackedAPO(APO[MathTask]):
         self._round = 0
         self._best_marked: str | None = None
         self._val_size: int | None = None
+        self._round_started = time.monotonic()
 
     # --- versions ----------------------------------------------------------------------------
     def _create_versioned_prompt(
@@ -197,6 +200,7 @@ class TrackedAPO(APO[MathTask]):
         self, beam: list[VersionedPromptTemplate], round_num: int
     ) -> list[tuple[int, VersionedPromptTemplate]]:
         self._round = round_num + 1
+        self._round_started = time.monotonic()
         with self.progress.lock:
             self.progress.round = self._round
         return super()._sample_parent_prompts(beam, round_num)
@@ -248,6 +252,10 @@ class TrackedAPO(APO[MathTask]):
         round_num: int,
     ) -> None:
         await super()._update_best_prompt(beam, resource_name, val_dataset, round_num)
+        elapsed = time.monotonic() - self._round_started
+        with self.progress.lock:
+            self.progress.round_seconds[self._round] = elapsed
+        logger.info("round %d/%d done in %.0fs", self._round, self.beam_rounds, elapsed)
         version = self._history_best_version
         if version is not None and version != self._best_marked:
             self._mark_best(version, self._history_best_score)

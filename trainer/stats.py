@@ -41,7 +41,10 @@ def wilson(correct: int, n: int, z: float = Z_95) -> Score:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Score(correct, n, max(0.0, centre - half), min(1.0, centre + half))
+    # Rounding can leave the bound a hair inside the estimate at 0/n and n/n: pin them.
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == n else min(1.0, centre + half)
+    return Score(correct, n, low, high)
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     if n == 0:
         return 1.0
     k = min(only_a, only_b)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / float(2**n)
+    tail: float = sum(math.comb(n, i) for i in range(k + 1)) / 2**n  # exact int division: no overflow
     return min(1.0, 2 * tail)
 
 

@@ -29,7 +29,7 @@ def render_prompt(template: str, task: Mapping[str, Any]) -> str:
             + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
             + " (write literal braces as {{ and }})"
         ) from None
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, AttributeError, TypeError) as exc:
         raise TemplateError(f"{exc} (write literal braces as {{{{ and }}}})") from None
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from trainer.agent import ModelSpec
 from trainer.candidate_guard import GuardLimits
@@ -129,6 +130,7 @@ def probe_endpoints(endpoints: Endpoints) -> None:
 
 def dry_run(settings: Settings, console: Console) -> dict[str, Any]:
     """Check everything a training needs without training; raise naming the failing thing."""
+    settings.check_training_batches()
     splits = load_splits(
         settings.dataset_path, settings.train_size, settings.val_size, settings.test_size, settings.seed
     )
@@ -158,12 +160,13 @@ def dry_run(settings: Settings, console: Console) -> dict[str, Any]:
     }
     console.print("[bold green]dry run OK[/]: settings valid, dataset loaded, LLM answered")
     for key, value in plan.items():
-        console.print(f"  {key:22} {value}")
+        console.print(f"  {key:22} {escape(str(value))}", highlight=False)
     return plan
 
 
 def train(settings: Settings, console: Console) -> dict[str, Any]:
     """Run one training; returns the summary (also written to OUTPUT_DIR/summary.json)."""
+    settings.check_training_batches()
     # Heavy imports (Agent Lightning pulls ~150 packages) only once we know we will train.
     import agentlightning as agl
     from openai import AsyncOpenAI
@@ -301,6 +304,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
                 rejected, candidates = progress.rejected, progress.candidates
                 rejected_reasons = dict(progress.rejected_reasons)
                 failed_branches = progress.failed_branches
+                round_seconds = {str(k): round(v, 1) for k, v in progress.round_seconds.items()}
             summary: dict[str, Any] = {
                 "run_id": run_id,
                 "algorithm": settings.algorithm,
@@ -333,6 +337,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
                 "candidates_rejected": rejected,
                 "rejected_reasons": rejected_reasons,
                 "failed_optimizer_branches": failed_branches,
+                "round_seconds": round_seconds,
                 "tokens": {"agent": agent_tokens, "test": test_tokens, "optimizer": usage.as_dict()},
                 "expected_training_rollouts_max": expected,
                 "models": {

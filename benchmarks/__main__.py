@@ -1,0 +1,208 @@
+"""`make bench`: speed and memory figures of the trainer on this machine, printed, never asserted.
+
+Figures:
+- rollouts per second with 1 and with N runners (a baseline run: seed prompt on the val split);
+- median harness overhead per rollout: the runner's attempt time (from the store) minus the time
+  spent inside the LLM request (from the rollout ledger);
+- wall time of one APO round at the default sizes, candidate guard on and off;
+- peak memory (RSS) of the trainer's process tree, and of the embedded model server.
+
+Every run is a real ``python -m trainer train`` against the embedded model and a real ``agl store``.
+Use ``--quick`` for smaller sizes (a smoke test of this script, not figures to quote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from trainer.llm import free_port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "OPTIMIZER_", "AGENT_", "GRADIENT_", "EDIT_", "STORE_", "OTEL_"))
+    }
+    env.update({"STORE_PORT": "0", "LOG_LEVEL": "WARNING", **extra})
+    return env
+
+
+@contextmanager
+def agl_store() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "agl"), "store", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=clean_env(),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/v1/agl/health", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("agl store did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+class PeakMemory:
+    """Samples the RSS of a process tree every 0.2 s; keeps the peak total and per command."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_total = 0
+        self.peak_llm = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._stop.wait(0.2):
+            total = llm = 0
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            for proc in procs:
+                try:
+                    rss = proc.memory_info().rss
+                    if "llm" in proc.cmdline() and "serve" in proc.cmdline():
+                        llm += rss
+                    total += rss
+                except psutil.Error:
+                    continue
+            self.peak_total = max(self.peak_total, total)
+            self.peak_llm = max(self.peak_llm, llm)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def run_training(args: list[str], out: Path, **env: str) -> tuple[dict[str, Any], PeakMemory, float]:
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer", "train", "--output", str(out), *args],
+        env=clean_env(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=(out.parent / f"{out.name}.log").open("w"),
+    )
+    with PeakMemory(proc.pid) as memory:
+        code = proc.wait(timeout=3600)
+    if code != 0:
+        raise RuntimeError(f"training failed ({code}); see {out.parent / (out.name + '.log')}")
+    summary = json.loads((out / "summary.json").read_text())
+    return summary, memory, time.monotonic() - started
+
+
+def ledger(out: Path, run_id: str) -> list[dict[str, Any]]:
+    path = out / "runs" / run_id / "rollouts.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def rollout_rate(rows: list[dict[str, Any]]) -> float:
+    start = min(r["finished_at"] - r["wall_seconds"] for r in rows)
+    end = max(r["finished_at"] for r in rows)
+    return len(rows) / (end - start)
+
+
+def harness_overhead(store_url: str, rows: list[dict[str, Any]]) -> float:
+    """Median of (runner attempt duration - time inside the LLM request), in seconds."""
+    import agentlightning as agl
+
+    llm_seconds = {r["rollout_id"]: r["llm_seconds"] for r in rows}
+
+    async def attempts() -> dict[str, float]:
+        client = agl.LightningStoreClient(store_url)
+        try:
+            durations = {}
+            for rollout_id in llm_seconds:
+                tries = await client.query_attempts(rollout_id)
+                last = tries[-1]
+                if last.end_time is not None:
+                    durations[rollout_id] = last.end_time - last.start_time
+            return durations
+        finally:
+            await client.close()
+
+    durations = asyncio.run(attempts())
+    return statistics.median(durations[r] - llm_seconds[r] for r in durations)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the script, not figures")
+    parser.add_argument("--runners", type=int, default=2, help="N for the multi-runner figure")
+    opts = parser.parse_args()
+    size = "8" if opts.quick else "24"
+    figures: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, agl_store() as store_url:
+        root = Path(tmp)
+        for runners in sorted({1, opts.runners}):
+            out = root / f"throughput-{runners}"
+            summary, _, _ = run_training(
+                ["--algorithm", "baseline", "--val-size", size, "--test-size", "1", "--runners", str(runners),
+                 "--store-url", store_url],
+                out,
+            )  # fmt: skip
+            rows = ledger(out, summary["run_id"])
+            figures[f"rollouts_per_second_{runners}_runner"] = round(rollout_rate(rows), 3)
+            figures[f"median_llm_seconds_{runners}_runner"] = round(
+                statistics.median(r["llm_seconds"] for r in rows), 3
+            )
+            figures[f"median_harness_overhead_seconds_{runners}_runner"] = round(harness_overhead(store_url, rows), 3)
+            print(f"{runners} runner(s): {figures[f'rollouts_per_second_{runners}_runner']} rollouts/s", flush=True)
+        round_args = ["--iterations", "1"] + (
+            ["--val-size", "8", "--val-batch-size", "8", "--test-size", "4"] if opts.quick else []
+        )
+        for guard in ("true", "false"):
+            out = root / f"round-guard-{guard}"
+            summary, memory, wall = run_training(round_args, out, CANDIDATE_GUARD=guard)
+            figures[f"apo_round_seconds_guard_{'on' if guard == 'true' else 'off'}"] = summary["round_seconds"].get("1")
+            figures[f"apo_run_rollouts_guard_{'on' if guard == 'true' else 'off'}"] = summary["rollouts"]
+            figures[f"apo_run_rejected_guard_{'on' if guard == 'true' else 'off'}"] = summary["candidates_rejected"]
+            figures[f"apo_run_wall_seconds_guard_{'on' if guard == 'true' else 'off'}"] = round(wall, 1)
+            if guard == "true":
+                figures["peak_rss_mb_trainer_tree"] = round(memory.peak_total / 2**20)
+                figures["peak_rss_mb_embedded_model"] = round(memory.peak_llm / 2**20)
+            print(f"APO round, guard {guard}: {summary['round_seconds'].get('1')} s", flush=True)
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
