@@ -25,8 +25,9 @@ ARGS ?=
 train: venv
 	$(PY) -m trainer train $(ARGS)
 
-# The README's test command: every test, including the ones that start the embedded model.
-test: venv
+# The README's test command: every test, including the ones that start the embedded model and
+# the real collector/Jaeger binaries (built from the Go module proxy on first use, then reused).
+test: venv binaries
 	$(PY) -m pytest
 
 lint: venv
@@ -35,8 +36,9 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(PY) scripts/env_example.py --check
 
-bench: venv
+bench: venv binaries
 	$(PY) -m benchmarks
+	$(PY) -m benchmarks.pipeline
 
 binaries:
 	scripts/build_binaries.sh

@@ -5,7 +5,9 @@ Figures:
 - median harness overhead per rollout: the runner's attempt time (from the store) minus the time
   spent inside the LLM request (from the rollout ledger);
 - wall time of one APO round at the default sizes, candidate guard on and off;
-- peak memory (RSS) of the trainer's process tree, and of the embedded model server.
+- peak memory (RSS) of the trainer's process tree, and of the embedded model server;
+- tracing overhead per rollout: the same baseline run with tracing off, spans straight into the
+  store, and spans through the real collector (built binaries) into store and Jaeger.
 
 Every run is a real ``python -m trainer train`` against the embedded model and a real ``agl store``.
 Use ``--quick`` for smaller sizes (a smoke test of this script, not figures to quote).
@@ -40,7 +42,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("OPENAI_", "OPTIMIZER_", "AGENT_", "GRADIENT_", "EDIT_", "STORE_", "OTEL_"))
     }
-    env.update({"STORE_PORT": "0", "LOG_LEVEL": "WARNING", **extra})
+    env.update({"STORE_PORT": "0", "METRICS_PORT": "0", "LOG_LEVEL": "WARNING", **extra})
     return env
 
 
@@ -161,18 +163,54 @@ def harness_overhead(store_url: str, rows: list[dict[str, Any]]) -> float:
     return statistics.median(durations[r] - llm_seconds[r] for r in durations)
 
 
+def tracing_overhead(root: Path, store_url: str, size: str) -> dict[str, Any]:
+    """Harness overhead per rollout with tracing off, into the store, and through the collector."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.pipeline import missing_binaries, pipeline
+
+    figures: dict[str, Any] = {}
+    args = ["--algorithm", "baseline", "--val-size", size, "--test-size", "1", "--runners", "1"]
+    modes: list[tuple[str, dict[str, str]]] = [("off", {"TRACING": "off"}), ("store", {})]
+    for mode, env in modes:
+        out = root / f"tracing-{mode}"
+        summary, _, _ = run_training([*args, "--store-url", store_url], out, **env)
+        rows = ledger(out, summary["run_id"])
+        figures[f"tracing_{mode}_median_harness_overhead_seconds"] = round(harness_overhead(store_url, rows), 3)
+        figures[f"tracing_{mode}_rollouts_per_second"] = round(rollout_rate(rows), 3)
+        print(f"tracing {mode}: {figures[f'tracing_{mode}_median_harness_overhead_seconds']} s/rollout", flush=True)
+    if missing_binaries():
+        print("tracing through the collector: skipped (run `make binaries`)", flush=True)
+        return figures
+    with pipeline(root / "pipeline-logs") as services:
+        out = root / "tracing-collector"
+        summary, _, _ = run_training(
+            [*args, "--store-url", services.store_url], out,
+            OTEL_EXPORTER_OTLP_ENDPOINT=services.otlp_http_url, OTEL_SERVICE_NAME="apo-trainer-bench",
+        )  # fmt: skip
+        rows = ledger(out, summary["run_id"])
+        overhead = harness_overhead(services.store_url, rows)
+    figures["tracing_collector_median_harness_overhead_seconds"] = round(overhead, 3)
+    figures["tracing_collector_rollouts_per_second"] = round(rollout_rate(rows), 3)
+    print(f"tracing collector: {overhead:.3f} s/rollout", flush=True)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the script, not figures")
     parser.add_argument("--runners", type=int, default=2, help="N for the multi-runner figure")
+    parser.add_argument(
+        "--only", choices=["throughput", "round", "tracing"], action="append", help="run only these sections"
+    )
     opts = parser.parse_args()
+    sections = set(opts.only or ["throughput", "round", "tracing"])
     size = "8" if opts.quick else "24"
     figures: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, agl_store() as store_url:
         root = Path(tmp)
-        for runners in sorted({1, opts.runners}):
+        for runners in sorted({1, opts.runners}) if "throughput" in sections else []:
             out = root / f"throughput-{runners}"
             summary, _, _ = run_training(
                 ["--algorithm", "baseline", "--val-size", size, "--test-size", "1", "--runners", str(runners),
@@ -189,7 +227,7 @@ def main() -> int:
         round_args = ["--iterations", "1"] + (
             ["--val-size", "8", "--val-batch-size", "8", "--test-size", "4"] if opts.quick else []
         )
-        for guard in ("true", "false"):
+        for guard in ("true", "false") if "round" in sections else []:
             out = root / f"round-guard-{guard}"
             summary, memory, wall = run_training(round_args, out, CANDIDATE_GUARD=guard)
             figures[f"apo_round_seconds_guard_{'on' if guard == 'true' else 'off'}"] = summary["round_seconds"].get("1")
@@ -200,6 +238,8 @@ def main() -> int:
                 figures["peak_rss_mb_trainer_tree"] = round(memory.peak_total / 2**20)
                 figures["peak_rss_mb_embedded_model"] = round(memory.peak_llm / 2**20)
             print(f"APO round, guard {guard}: {summary['round_seconds'].get('1')} s", flush=True)
+        if "tracing" in sections:
+            figures.update(tracing_overhead(root, store_url, size))
     print(json.dumps(figures, indent=2))
     return 0
 

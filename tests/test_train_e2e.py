@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.trainer_process import TINY, clean_env, run_trainer
 from trainer.llm import free_port
 from trainer.prompt_manager import PromptManager
 from trainer.stats import wilson
@@ -30,34 +30,6 @@ REPO = Path(__file__).resolve().parent.parent
 EXPECTED_SPANS = Counter(
     {"math_rollout": 1, "math_solver.arun": 1, "OpenAILike.ainvoke": 1, "agentlightning.annotation": 1}
 )
-TINY = [
-    "--iterations", "1", "--beam-width", "1", "--branch-factor", "2",
-    "--train-size", "4", "--gradient-batch-size", "2",
-    "--val-size", "6", "--val-batch-size", "6", "--test-size", "6",
-    "--runners", "2", "--seed", "11",
-]  # fmt: skip
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The user's environment minus anything that would point the trainer elsewhere."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "OPTIMIZER_", "AGENT_", "GRADIENT_", "EDIT_", "STORE_", "OTEL_"))
-    }
-    env.update({"STORE_PORT": "0", "PYTHONUNBUFFERED": "1", **extra})
-    return env
-
-
-def run_trainer(args: list[str], cwd: Path, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trainer", *args],
-        cwd=cwd,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")

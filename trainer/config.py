@@ -92,6 +92,19 @@ class Settings(BaseSettings):
     resume: bool = Field(False, description="Start from the best prompt saved in OUTPUT_DIR.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
+    tracing: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: spans via the collector if OTEL_EXPORTER_OTLP_ENDPOINT is set, else straight into "
+        "the store; off: no spans (for overhead benchmarks: APO then critiques without conversations).",
+    )
+
+    # --- Metrics -----------------------------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Interface of the Prometheus /metrics endpoint.")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Port of /metrics (0 = no metrics endpoint).")
+    metrics_final_scrape_timeout: float = Field(
+        30.0, ge=0, description="Seconds to wait at exit for Prometheus to read the final values."
+    )
+
     # --- Embedded model server -----------------------------------------------------------------
     embedded_llm_host: str = Field("127.0.0.1", description="Interface the embedded model binds.")
     embedded_llm_port: int = Field(0, ge=0, le=65535, description="Port of the embedded model (0 = free).")

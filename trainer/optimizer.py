@@ -26,6 +26,7 @@ from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, Versioned
 
 from trainer.candidate_guard import GuardLimits, rejection_reason
 from trainer.dataset import MathTask
+from trainer.metrics import TrainerMetrics
 from trainer.optimizer_client import optimizer_role
 from trainer.prompt_manager import PromptManager
 from trainer.tracing import ROLLOUT_SPAN_NAME
@@ -58,12 +59,26 @@ class Progress:
     failed_branches: int = 0
     scores: list[RoundScore] = field(default_factory=list)
     round_seconds: dict[int, float] = field(default_factory=dict)
+    rollouts_read: int = 0
+    incomplete_reads: int = 0  # rollouts whose spans were not all in the store when APO read them
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _worth_critiquing(span: dict[str, Any]) -> bool:
     name = str(span.get("name", ""))
     return name == ROLLOUT_SPAN_NAME or name.startswith(("agentlightning.reward", "agentlightning.annotation"))
+
+
+def spans_complete(spans: list[dict[str, Any]]) -> bool:
+    """Does the store hold every span the rollout ended? Its root span says how many came before it."""
+    root = next((s for s in spans if s.get("name") == ROLLOUT_SPAN_NAME), None)
+    if root is None:
+        return False
+    children = (root.get("attributes") or {}).get("trainer.child_spans")
+    if not isinstance(children, int):
+        return True  # written by a runner that does not count; nothing to compare with
+    own = [s for s in spans if not str(s.get("name", "")).startswith("agentlightning.")]
+    return len(own) >= children + 1
 
 
 def compact_span(span: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +99,7 @@ class TrackedAPO(APO[MathTask]):
         guard: GuardLimits | None,
         progress: Progress | None = None,
         on_best: Callable[[int], None] | None = None,
+        metrics: TrainerMetrics | None = None,
         **apo_kwargs: Any,
     ) -> None:
         super().__init__(client, **apo_kwargs)
@@ -93,8 +109,13 @@ class TrackedAPO(APO[MathTask]):
         self.progress = progress or Progress()
         self.progress.total_rounds = self.beam_rounds
         self.on_best = on_best
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.rounds_planned.set(self.beam_rounds)
+            metrics.set_round(0)
         self._ids: dict[str, int] = {}  # APO label ("v3") -> prompt DB id
         self._rejected: set[str] = set()
+        self._scored: set[str] = set()
         self._templates: list[str] = []
         self._parent: VersionedPromptTemplate | None = None
         self._round = 0
@@ -134,6 +155,8 @@ class TrackedAPO(APO[MathTask]):
         with self.progress.lock:
             self.progress.rejected += 1
             self.progress.rejected_reasons[kind] = self.progress.rejected_reasons.get(kind, 0) + 1
+        if self.metrics is not None:
+            self.metrics.candidate_rejected(label, self._round)
         logger.info("candidate %s rejected before evaluation: %s", label, reason)
 
     # --- optimizer calls -----------------------------------------------------------------------
@@ -164,6 +187,8 @@ class TrackedAPO(APO[MathTask]):
             # branch, not the run: APO skips a branch whose edit is empty.
             with self.progress.lock:
                 self.progress.failed_branches += 1
+            if self.metrics is not None:
+                self.metrics.failed_branches.inc()
             logger.warning(
                 "optimizer call failed for a child of %s, branch dropped: %s: %s",
                 current_prompt.version,
@@ -192,6 +217,12 @@ class TrackedAPO(APO[MathTask]):
         stay in the store (and Jaeger); the critique gets the root span's attributes and status.
         """
         results = await super().get_rollout_results(rollout, prefix=prefix)
+        incomplete = sum(1 for result in results if not spans_complete(result["spans"]))
+        with self.progress.lock:
+            self.progress.rollouts_read += len(results)
+            self.progress.incomplete_reads += incomplete
+        if incomplete:
+            logger.warning("%d of %d rollouts had spans missing when APO read them", incomplete, len(results))
         for result in results:
             result["spans"] = [compact_span(span) for span in result["spans"] if _worth_critiquing(span)]
         return results
@@ -203,6 +234,8 @@ class TrackedAPO(APO[MathTask]):
         self._round_started = time.monotonic()
         with self.progress.lock:
             self.progress.round = self._round
+        if self.metrics is not None:
+            self.metrics.set_round(self._round)
         return super()._sample_parent_prompts(beam, round_num)
 
     async def evaluate_prompt_on_batch(
@@ -227,6 +260,14 @@ class TrackedAPO(APO[MathTask]):
                 )
                 if self._round == 0 and prompt.version == "v0" and self.progress.seed_score is None:
                     self.progress.seed_score = score
+                    if self.metrics is not None:
+                        self.metrics.seed_score.set(score)
+            if self.metrics is not None:
+                record = self.prompts.get(prompt_id)
+                # Rescoring a beam member on the full set updates its own series, not a new one.
+                first = record.round > 0 and prompt.version not in self._scored
+                self._scored.add(prompt.version)
+                self.metrics.candidate_scored(prompt.version, record.round, record.val_score or 0.0, candidate=first)
             if self._round == 0 and self._best_marked is None:
                 # The seed's baseline: it is the best until a candidate beats it on the full set.
                 self._mark_best(prompt.version, score)
@@ -267,6 +308,8 @@ class TrackedAPO(APO[MathTask]):
         with self.progress.lock:
             self.progress.best_score = score
             self.progress.best_label = version
+        if self.metrics is not None:
+            self.metrics.set_best(version, score)
         logger.info("best prompt is now %s (#%d), val score %.3f", version, prompt_id, score)
         if self.on_best is not None:
             self.on_best(prompt_id)

@@ -14,7 +14,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +95,7 @@ class BoundedChatClient:
         max_retries: int,
         usage: UsageLedger | None = None,
         backoff_seconds: float = 1.0,
+        on_call: Callable[[str, str, int, int, float], None] | None = None,
     ) -> None:
         self._client = client
         self.max_tokens = max_tokens
@@ -102,6 +103,7 @@ class BoundedChatClient:
         self.max_retries = max_retries
         self.usage = usage or UsageLedger()
         self.backoff_seconds = backoff_seconds
+        self.on_call = on_call  # (role, model, input_tokens, output_tokens, seconds), e.g. for metrics
         self.chat = _Chat(self)
 
     async def _create(self, **kwargs: Any) -> Any:
@@ -132,11 +134,17 @@ class BoundedChatClient:
                     continue
                 usage.failures += 1
                 raise
-            usage.seconds += time.monotonic() - started
+            elapsed = time.monotonic() - started
+            usage.seconds += elapsed
             usage.calls += 1
+            input_tokens = output_tokens = 0
             if response.usage is not None:
-                usage.input_tokens += int(response.usage.prompt_tokens or 0)
-                usage.output_tokens += int(response.usage.completion_tokens or 0)
+                input_tokens = int(response.usage.prompt_tokens or 0)
+                output_tokens = int(response.usage.completion_tokens or 0)
+                usage.input_tokens += input_tokens
+                usage.output_tokens += output_tokens
+            if self.on_call is not None:
+                self.on_call(role, model, input_tokens, output_tokens, elapsed)
             if response.choices and response.choices[0].finish_reason == "length":
                 usage.truncated += 1
             return response

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from trainer.agent import ModelSpec, create_agent_with_prompt, model_for_current_loop
 from trainer.dataset import MathTask
 from trainer.grader import grade
+from trainer.otlp import spans_ended_in_current_rollout
 from trainer.template import TemplateError, render_prompt
 from trainer.tracing import flush_spans, rollout_span
 
@@ -55,6 +56,8 @@ class RolloutOutcome:
     wall_seconds: float = 0.0
     rollout_id: str | None = None
     attempt_id: str | None = None
+    spans: int = 0  # spans this rollout ended (root included), as counted where they were created
+    trace_id: str | None = None
     mode: str | None = None
     prompt_version: str | None = None
     finished_at: float = field(default_factory=time.time)
@@ -169,6 +172,7 @@ def make_rollout(config: RolloutConfig, ledger: Ledger | None = None) -> agl.Lit
             }
         ) as span:
             outcome = await solve(task, prompt_template.template, config)
+            outcome.trace_id = span.trace_id
             reply = outcome.reply if outcome.status == "ok" else f"[{outcome.status}] {outcome.reason}"
             span.record_conversation(outcome.system_prompt, task["question"], reply)
             span.set(
@@ -179,8 +183,11 @@ def make_rollout(config: RolloutConfig, ledger: Ledger | None = None) -> agl.Lit
                     "trainer.extracted": outcome.extracted,
                     "gen_ai.usage.input_tokens": outcome.input_tokens,
                     "gen_ai.usage.output_tokens": outcome.output_tokens,
+                    # Lets a reader of the store tell whether it sees the whole rollout.
+                    "trainer.child_spans": spans_ended_in_current_rollout(),
                 }
             )
+        outcome.spans = spans_ended_in_current_rollout() or 0
         flush_spans()
         outcome.rollout_id = rollout.rollout_id
         outcome.attempt_id = attempt_id

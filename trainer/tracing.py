@@ -27,6 +27,12 @@ class RolloutSpan:
     def __init__(self, span: trace_api.Span) -> None:
         self._span = span
 
+    @property
+    def trace_id(self) -> str | None:
+        """The W3C trace id (32 hex digits), or None when nothing is being recorded."""
+        context = self._span.get_span_context()
+        return format(context.trace_id, "032x") if context.is_valid else None
+
     def set(self, **attributes: Any) -> None:
         for key, value in attributes.items():
             if value is not None:

@@ -176,12 +176,14 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
     quiet_libraries()
 
     from trainer.evaluation import evaluate
+    from trainer.metrics import LedgerFollower, TrainerMetrics
     from trainer.optimizer import Progress, TrackedAPO
     from trainer.optimizer_client import BoundedChatClient, UsageLedger
+    from trainer.otlp import collector_endpoint
     from trainer.progress import ProgressDisplay
     from trainer.report import CURVE_FILE, curve_points, plot_reward_curve, print_summary, write_summary
     from trainer.rollout import make_rollout
-    from trainer.runner_tracer import RolloutTracer
+    from trainer.runner_tracer import runner_tracer
     from trainer.stats import paired
 
     started = time.monotonic()
@@ -218,6 +220,17 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
         def export_best(prompt_id: int) -> None:
             prompts.export_best(run_id, out, extra={"best_prompt_db_id": prompt_id})
 
+        metrics = TrainerMetrics()
+        metrics.run_info.labels(
+            run_id=run_id, algorithm=settings.algorithm, agent_model=endpoints.agent.model,
+            gradient_model=endpoints.gradient_model, edit_model=endpoints.edit_model,
+            dataset=settings.dataset_path.name if settings.dataset_path else "generated",
+        ).set(1)  # fmt: skip
+        metrics_server = start_metrics_server(metrics, settings)
+        if metrics_server is not None:
+            stack.callback(metrics_server.stop)
+        follower = LedgerFollower(metrics, ledger.path, endpoints.agent.model).start()
+        stack.callback(follower.stop)
         usage = UsageLedger()
         client = BoundedChatClient(
             AsyncOpenAI(base_url=endpoints.optimizer_url, api_key=endpoints.optimizer_key or "not-needed"),
@@ -225,6 +238,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
             timeout=settings.optimizer_timeout,
             max_retries=settings.optimizer_max_retries,
             usage=usage,
+            on_call=metrics.observe_llm,
         )
         progress = Progress()
         guard = GuardLimits(settings.max_prompt_chars, settings.max_prompt_growth) if settings.candidate_guard else None
@@ -235,6 +249,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
             guard=guard,
             progress=progress,
             on_best=export_best,
+            metrics=metrics,
             gradient_model=endpoints.gradient_model,
             apply_edit_model=endpoints.edit_model,
             diversity_temperature=settings.optimizer_temperature,
@@ -247,6 +262,9 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
             run_initial_validation=True,
         )
         rollout_config = RolloutConfig(model=endpoints.agent, use_calculator=settings.use_calculator)
+        collector = collector_endpoint()
+        if collector:
+            logger.info("rollout spans go through the collector at %s", collector)
         agent = make_rollout(rollout_config, ledger)
         trainer_kwargs: dict[str, Any] = {}
         if settings.store_url:
@@ -262,7 +280,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
             n_runners=settings.runners,
             initial_resources={"prompt_template": agl.PromptTemplate(template=seed_prompt, engine="f-string")},
             adapter=agl.TraceToMessages(),
-            tracer=RolloutTracer(),
+            tracer=runner_tracer(settings.tracing, collector),
             strategy=strategy,
             **trainer_kwargs,
         )
@@ -285,6 +303,12 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
                 else evaluate(best.template, splits.test, rollout_config, concurrency)
             )
             comparison = paired(seed_test.correct, best_test.correct)
+            metrics.test_score.labels(prompt="seed").set(seed_test.score.value)
+            metrics.test_score.labels(prompt="best").set(best_test.score.value)
+            for evaluation in {id(seed_test): seed_test, id(best_test): best_test}.values():
+                for outcome in evaluation.outcomes:
+                    metrics.observe_llm("agent", endpoints.agent.model, outcome.input_tokens,
+                                        outcome.output_tokens, outcome.llm_seconds)  # fmt: skip
             outcomes = ledger.read()
             statuses: dict[str, int] = {}
             for outcome in outcomes:
@@ -305,6 +329,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
                 rejected_reasons = dict(progress.rejected_reasons)
                 failed_branches = progress.failed_branches
                 round_seconds = {str(k): round(v, 1) for k, v in progress.round_seconds.items()}
+                reads = {"rollouts_read": progress.rollouts_read, "incomplete": progress.incomplete_reads}
             summary: dict[str, Any] = {
                 "run_id": run_id,
                 "algorithm": settings.algorithm,
@@ -338,6 +363,8 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
                 "rejected_reasons": rejected_reasons,
                 "failed_optimizer_branches": failed_branches,
                 "round_seconds": round_seconds,
+                "apo_span_reads": reads,
+                "tracing": "off" if settings.tracing == "off" else (f"collector {collector}" if collector else "store"),
                 "tokens": {"agent": agent_tokens, "test": test_tokens, "optimizer": usage.as_dict()},
                 "expected_training_rollouts_max": expected,
                 "models": {
@@ -362,8 +389,27 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
         finally:
             prompts.finish_run(run_id, status)
             logger.info("run %s %s after %.0fs", run_id, status, time.monotonic() - started)
+            follower.stop()
+            if metrics_server is not None:
+                metrics_server.wait_for_final_scrape(settings.metrics_final_scrape_timeout)
     print_summary(summary, console)
     return summary
+
+
+def start_metrics_server(metrics: Any, settings: Settings) -> Any:
+    """The /metrics endpoint, or None (disabled, or its port is taken: a training goes on without)."""
+    from trainer.metrics import MetricsServer
+
+    if settings.metrics_port == 0:
+        return None
+    try:
+        return MetricsServer(metrics, settings.metrics_host, settings.metrics_port).start()
+    except OSError as exc:
+        logger.warning(
+            "METRICS_PORT %s:%d unavailable (%s): training without a metrics endpoint",
+            settings.metrics_host, settings.metrics_port, exc.strerror,
+        )  # fmt: skip
+        return None
 
 
 def _score_dict(score: Any) -> dict[str, Any]:

@@ -1,0 +1,225 @@
+"""Prometheus metrics of a training, served by the trainer's main process.
+
+Rollouts run in separate runner processes, so per-rollout figures are not counted where they
+happen: every runner appends one line per rollout to the run's ledger (``rollouts.jsonl``), and the
+main process follows that file and observes each line exactly once. That keeps one registry in
+one process (no multiprocess mode, whose files and merge rules would forbid exemplars), and the
+reward histogram carries each rollout's trace id as an exemplar (OpenMetrics), linking a reward
+to its trace in Jaeger.
+
+Names follow Prometheus conventions (base units, ``_total`` counters). Labels are bounded: split,
+outcome, role, model, and the prompt version (a run evaluates tens of versions, never thousands);
+no rollout ids or prompt text. See README "Metrics" for the list.
+
+A one-shot trainer must not exit before Prometheus has read its final values: if anything scraped
+during the run, ``wait_for_final_scrape`` waits (bounded) for one scrape after the last update.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+logger = logging.getLogger(__name__)
+
+OUTCOMES = ("ok", "llm_error", "timeout", "bad_template")
+REWARD_BUCKETS = (0.0, 0.5, 1.0)
+DURATION_BUCKETS = (0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+
+
+class TrainerMetrics:
+    """Every metric of a training, on its own registry (tests make as many as they like)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.reward = Histogram(
+            "apo_rollout_reward", "Reward of each rollout.", ["split", "prompt_version"],
+            buckets=REWARD_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.rollouts = Counter("apo_rollouts", "Rollouts by outcome.", ["split", "outcome"], registry=r)
+        self.rollout_duration = Histogram(
+            "apo_rollout_duration_seconds", "Wall time of a rollout.", ["split"], buckets=DURATION_BUCKETS, registry=r
+        )
+        self.tokens = Counter("apo_llm_tokens", "LLM tokens.", ["role", "model", "kind"], registry=r)
+        self.llm_duration = Histogram(
+            "apo_llm_request_duration_seconds", "Time inside LLM requests.", ["role", "model"],
+            buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.round = Gauge("apo_round", "Current APO round (0 = seed evaluation).", registry=r)
+        self.rounds_planned = Gauge("apo_rounds_planned", "APO rounds this run will do.", registry=r)
+        self.candidate_score = Gauge(
+            "apo_candidate_val_score", "Val score of each evaluated prompt version.", ["prompt_version", "round"],
+            registry=r,
+        )  # fmt: skip
+        self.seed_score = Gauge("apo_seed_val_score", "Val score of the seed prompt.", registry=r)
+        self.best_score = Gauge("apo_best_val_score", "Best val score so far.", registry=r)
+        self.best_prompt = Gauge(
+            "apo_best_prompt_info", "The best prompt version (value 1).", ["prompt_version"], registry=r
+        )
+        self.candidates = Counter("apo_candidates", "Candidates by outcome.", ["outcome"], registry=r)
+        self.failed_branches = Counter(
+            "apo_optimizer_failed_branches", "Critique/edit branches lost to optimizer errors.", registry=r
+        )
+        self.test_score = Gauge("apo_test_score", "Held-out test score.", ["prompt"], registry=r)
+        self.run_info = Gauge(
+            "apo_run_info", "The run (value 1).",
+            ["run_id", "algorithm", "agent_model", "gradient_model", "edit_model", "dataset"], registry=r,
+        )  # fmt: skip
+        for outcome in OUTCOMES:  # zeros from the start: rate() and "no errors" panels need a series
+            for split in ("train", "val"):
+                self.rollouts.labels(split=split, outcome=outcome)
+        for outcome in ("evaluated", "rejected"):
+            self.candidates.labels(outcome=outcome)
+        self._lock = threading.Lock()
+        self.last_update = 0.0
+        self._best_label: str | None = None
+
+    def touched(self) -> None:
+        self.last_update = time.time()
+
+    # --- per rollout (from the ledger) -------------------------------------------------------------
+    def observe_rollout(self, row: dict[str, Any], agent_model: str) -> None:
+        split = str(row.get("mode") or "test")
+        version = str(row.get("prompt_version") or "unknown")
+        reward = float(row.get("reward") or 0.0)
+        trace_id = row.get("trace_id")
+        exemplar = {"trace_id": str(trace_id)} if trace_id else None
+        self.reward.labels(split=split, prompt_version=version).observe(reward, exemplar)
+        self.rollouts.labels(split=split, outcome=str(row.get("status") or "ok")).inc()
+        self.rollout_duration.labels(split=split).observe(float(row.get("wall_seconds") or 0.0))
+        self.observe_llm("agent", agent_model, int(row.get("input_tokens") or 0), int(row.get("output_tokens") or 0),
+                         float(row.get("llm_seconds") or 0.0))  # fmt: skip
+
+    def observe_llm(self, role: str, model: str, input_tokens: int, output_tokens: int, seconds: float) -> None:
+        self.tokens.labels(role=role, model=model, kind="input").inc(input_tokens)
+        self.tokens.labels(role=role, model=model, kind="output").inc(output_tokens)
+        self.llm_duration.labels(role=role, model=model).observe(seconds)
+        self.touched()
+
+    # --- APO progress ------------------------------------------------------------------------------
+    def set_round(self, number: int) -> None:
+        self.round.set(number)
+        self.touched()
+
+    def candidate_scored(self, label: str, round_number: int, score: float, *, candidate: bool) -> None:
+        self.candidate_score.labels(prompt_version=label, round=str(round_number)).set(score)
+        if candidate:
+            self.candidates.labels(outcome="evaluated").inc()
+        self.touched()
+
+    def candidate_rejected(self, label: str, round_number: int) -> None:
+        self.candidate_score.labels(prompt_version=label, round=str(round_number)).set(0.0)
+        self.candidates.labels(outcome="rejected").inc()
+        self.touched()
+
+    def set_best(self, label: str, score: float) -> None:
+        with self._lock:
+            if self._best_label is not None and self._best_label != label:
+                self.best_prompt.remove(self._best_label)
+            self._best_label = label
+        self.best_prompt.labels(prompt_version=label).set(1)
+        self.best_score.set(score)
+        self.touched()
+
+
+class LedgerFollower:
+    """Observes each new line of a rollout ledger once, on a background thread."""
+
+    def __init__(self, metrics: TrainerMetrics, path: Path, agent_model: str, interval: float = 0.5) -> None:
+        self.metrics = metrics
+        self.path = path
+        self.agent_model = agent_model
+        self.interval = interval
+        self._offset = 0
+        self._partial = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ledger-metrics", daemon=True)
+
+    def poll(self) -> int:
+        """Observe what was appended since the last call; returns how many rollouts."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return 0
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # a line still being written stays for the next poll
+        count = 0
+        for line in lines:
+            if line.strip():
+                self.metrics.observe_rollout(json.loads(line), self.agent_model)
+                count += 1
+        return count
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # a metrics hiccup must never stop a training
+                logger.exception("ledger metrics failed")
+
+    def start(self) -> LedgerFollower:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.poll()  # what the runners wrote last
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # one line per scrape is noise
+        pass
+
+
+class MetricsServer:
+    """Serves /metrics and remembers when it was scraped."""
+
+    def __init__(self, metrics: TrainerMetrics, host: str, port: int) -> None:
+        self.metrics = metrics
+        self.scrapes: list[float] = []
+        app = make_wsgi_app(metrics.registry)
+
+        def tracked(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            self.scrapes.append(time.time())
+            return app(environ, start_response)  # type: ignore[no-any-return]
+
+        self._server: WSGIServer = make_server(host, port, tracked, handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        logger.info("metrics at http://%s:%d/metrics", self._server.server_name, self.port)
+        return self
+
+    def wait_for_final_scrape(self, timeout: float) -> bool:
+        """If a scraper has been reading us, wait for its next read after the last update."""
+        if not self.scrapes:
+            return False
+        deadline = time.time() + timeout
+        target = self.metrics.last_update
+        while time.time() < deadline:
+            if self.scrapes and self.scrapes[-1] > target:
+                return True
+            time.sleep(0.2)
+        logger.warning("no scrape within %.0fs after the final update; the last values may be missing", timeout)
+        return False
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
