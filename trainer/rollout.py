@@ -175,6 +175,8 @@ def make_rollout(config: RolloutConfig, ledger: Ledger | None = None) -> agl.Lit
             outcome.trace_id = span.trace_id
             reply = outcome.reply if outcome.status == "ok" else f"[{outcome.status}] {outcome.reason}"
             span.record_conversation(outcome.system_prompt, task["question"], reply)
+            if outcome.status != "ok":
+                span.fail(f"{outcome.status}: {outcome.reason}")
             span.set(
                 **{
                     "trainer.reward": outcome.reward,

@@ -38,6 +38,10 @@ class RolloutSpan:
             if value is not None:
                 self._span.set_attribute(key, value)
 
+    def fail(self, description: str) -> None:
+        """Mark the rollout's span as an error: span metrics and Jaeger searches then count it."""
+        self._span.set_status(trace_api.Status(trace_api.StatusCode.ERROR, description[:200]))
+
     def record_conversation(self, system_prompt: str, question: str, reply: str) -> None:
         self._span.set_attributes(
             {
