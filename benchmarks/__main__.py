@@ -33,17 +33,12 @@ from typing import Any
 
 import psutil
 
+from tests.trainer_process import clean_env as trainer_env
 from trainer.llm import free_port
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "OPTIMIZER_", "AGENT_", "GRADIENT_", "EDIT_", "STORE_", "OTEL_"))
-    }
-    env.update({"STORE_PORT": "0", "METRICS_PORT": "0", "LOG_LEVEL": "WARNING", **extra})
-    return env
+    return trainer_env(LOG_LEVEL="WARNING", **extra)
 
 
 @contextmanager
@@ -165,7 +160,6 @@ def harness_overhead(store_url: str, rows: list[dict[str, Any]]) -> float:
 
 def tracing_overhead(root: Path, store_url: str, size: str) -> dict[str, Any]:
     """Harness overhead per rollout with tracing off, into the store, and through the collector."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.pipeline import missing_binaries, pipeline
 
     figures: dict[str, Any] = {}

@@ -17,7 +17,6 @@ during the run, ``wait_for_final_scrape`` waits (bounded) for one scrape after t
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -27,6 +26,8 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from trainer.rollout import LedgerTail
 
 logger = logging.getLogger(__name__)
 
@@ -139,29 +140,16 @@ class LedgerFollower:
         self.path = path
         self.agent_model = agent_model
         self.interval = interval
-        self._offset = 0
-        self._partial = b""
+        self._tail = LedgerTail(path)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledger-metrics", daemon=True)
 
     def poll(self) -> int:
         """Observe what was appended since the last call; returns how many rollouts."""
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self._offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return 0
-        self._offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()  # a line still being written stays for the next poll
-        count = 0
-        for line in lines:
-            if line.strip():
-                self.metrics.observe_rollout(json.loads(line), self.agent_model)
-                count += 1
-        return count
+        rows = self._tail.read_new()
+        for row in rows:
+            self.metrics.observe_rollout(row, self.agent_model)
+        return len(rows)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -17,28 +17,9 @@ from rich.live import Live
 from rich.text import Text
 
 from trainer.optimizer import Progress
+from trainer.rollout import LedgerTail
 
 logger = logging.getLogger(__name__)
-
-
-class LineCounter:
-    """Counts lines of a growing append-only file without rereading it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._offset = 0
-        self._count = 0
-
-    def count(self) -> int:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self._offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return self._count
-        self._count += chunk.count(b"\n")
-        self._offset += len(chunk)
-        return self._count
 
 
 def describe(progress: Progress, rollouts: int, expected: int | None, started: float) -> str:
@@ -67,7 +48,7 @@ class ProgressDisplay:
         interval: float = 15.0,
     ) -> None:
         self.progress = progress
-        self.counter = LineCounter(ledger_path)
+        self.tail = LedgerTail(ledger_path)
         self.expected = expected_rollouts
         self.console = console
         self.interval = interval
@@ -90,7 +71,8 @@ class ProgressDisplay:
                 last = line.rsplit("|", 1)[0]
 
     def _line(self) -> str:
-        return describe(self.progress, self.counter.count(), self.expected, self._started)
+        self.tail.read_new()
+        return describe(self.progress, self.tail.count, self.expected, self._started)
 
     def __enter__(self) -> ProgressDisplay:
         target = self._run_live if self.console.is_terminal else self._run_logged

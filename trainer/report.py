@@ -101,7 +101,7 @@ def plot_reward_curve(points: dict[str, Any], path: Path, title: str) -> Path:
         ax.set_xticks(points["rounds"])
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp)

@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from trainer.agent import ModelSpec, create_agent_with_prompt, model_for_current_loop
 from trainer.dataset import MathTask
@@ -144,6 +144,9 @@ class Ledger:
         finally:
             os.close(fd)
 
+    def tail(self) -> LedgerTail:
+        return LedgerTail(self.path)
+
     def read(self) -> list[RolloutOutcome]:
         if not self.path.exists():
             return []
@@ -153,6 +156,33 @@ class Ledger:
                 if line.strip():
                     outcomes.append(RolloutOutcome(**json.loads(line)))
         return outcomes
+
+
+class LedgerTail:
+    """Reads a ledger as it grows: each call returns the lines completed since the previous one.
+
+    A line still being written (no newline yet) is held back until it is complete.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+        self.count = 0
+
+    def read_new(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        rows = [json.loads(line) for line in lines if line.strip()]
+        self.count += len(rows)
+        return rows
 
 
 def make_rollout(config: RolloutConfig, ledger: Ledger | None = None) -> agl.LitAgent[MathTask]:
