@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,14 +33,23 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_trainer(args: list[str], cwd: Path, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """Run the CLI; on timeout kill its whole process group (runners and model server included)."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "trainer", *args],
         cwd=cwd,
         env=clean_env(**env),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def assert_critique_shows_conversations(critique: dict[str, Any], out: Path, run_id: str) -> None:

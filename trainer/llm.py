@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -191,6 +192,17 @@ def probe_chat(base_url: str, model: str, api_key: str | None, timeout: float = 
         raise LLMError(f"LLM endpoint {url} answered an unexpected shape: {str(payload)[:200]}") from exc
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the trainer dies, even by SIGKILL,
+    so a killed training never leaves a model server eating the CPU."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux/glibc: the server then outlives a killed trainer, as before
+
+
 class EmbeddedLLMProcess:
     """The embedded model in its own process (``python -m trainer llm serve``).
 
@@ -221,7 +233,9 @@ class EmbeddedLLMProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         try:
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
         finally:
             log.close()
         deadline = time.monotonic() + timeout
