@@ -35,16 +35,6 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class RoundScore:
-    round: int
-    label: str
-    prompt_id: int
-    score: float
-    n: int
-    full_val: bool
-
-
-@dataclass
 class Progress:
     """Shared, thread-safe view of the run for displays and the summary."""
 
@@ -57,7 +47,6 @@ class Progress:
     rejected: int = 0
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     failed_branches: int = 0
-    scores: list[RoundScore] = field(default_factory=list)
     round_seconds: dict[int, float] = field(default_factory=dict)
     rollouts_read: int = 0
     incomplete_reads: int = 0  # rollouts whose spans were not all in the store when APO read them
@@ -120,7 +109,6 @@ class TrackedAPO(APO[MathTask]):
         self._parent: VersionedPromptTemplate | None = None
         self._round = 0
         self._best_marked: str | None = None
-        self._val_size: int | None = None
         self._round_started = time.monotonic()
 
     # --- versions ----------------------------------------------------------------------------
@@ -253,11 +241,7 @@ class TrackedAPO(APO[MathTask]):
         if mode == "val":
             prompt_id = self._ids[prompt.version]
             self.prompts.record_evaluation(prompt_id, "val", score, len(dataset))
-            full = self._val_size is not None and len(dataset) >= self._val_size
             with self.progress.lock:
-                self.progress.scores.append(
-                    RoundScore(self._round, prompt.version, prompt_id, score, len(dataset), full)
-                )
                 if self._round == 0 and prompt.version == "v0" and self.progress.seed_score is None:
                     self.progress.seed_score = score
                     if self.metrics is not None:
@@ -313,14 +297,6 @@ class TrackedAPO(APO[MathTask]):
         logger.info("best prompt is now %s (#%d), val score %.3f", version, prompt_id, score)
         if self.on_best is not None:
             self.on_best(prompt_id)
-
-    async def run(
-        self,
-        train_dataset: agl.Dataset[MathTask] | None = None,
-        val_dataset: agl.Dataset[MathTask] | None = None,
-    ) -> None:
-        self._val_size = len(val_dataset) if val_dataset is not None else None
-        await super().run(train_dataset=train_dataset, val_dataset=val_dataset)
 
     def prompt_id(self, label: str) -> int:
         return self._ids[label]
