@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.installed-$(DEPS_HASH)
 
-.PHONY: venv train test lint bench binaries lock clean
+.PHONY: venv train test lint bench binaries images lock clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,7 @@ train: venv
 
 # The README's test command: every test, including the ones that start the embedded model and
 # the real collector/Jaeger binaries (built from the Go module proxy on first use, then reused).
+# Not `images`: the stack tests build or reuse the images themselves when a Docker engine answers.
 test: venv binaries
 	$(PY) -m pytest
 
@@ -42,6 +43,12 @@ bench: venv binaries
 
 binaries:
 	scripts/build_binaries.sh
+
+# The compose stack's images, built locally from package registries (no image registry needed);
+# prints the variables that select them. `make images ENV_FILE=.env` also writes them into .env.
+ENV_FILE ?=
+images: binaries
+	scripts/build_images.sh $(ENV_FILE)
 
 # Refresh the lock after changing a pin in pyproject.toml.
 lock: venv

@@ -1,4 +1,4 @@
-"""Command line: ``python -m trainer train|eval|prompts|llm|report``.
+"""Command line: ``python -m trainer train|runner|eval|prompts|llm|report``.
 
 Flags override environment variables, which override defaults (see ``trainer/config.py``). Errors a
 user can fix (a bad setting, a broken dataset line, an unreachable endpoint) print one clear message
@@ -96,6 +96,15 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
         dry_run(settings, console)
         return 0
     train(settings, console)
+    return 0
+
+
+def cmd_runner(args: argparse.Namespace, console: Console) -> int:
+    from trainer.runner import run_runners
+
+    settings = _settings_from(args)
+    setup_logging(settings.log_level, console)
+    run_runners(settings)
     return 0
 
 
@@ -254,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dry-run", action="store_true", help="check everything, print the plan, do not train")
     train.add_argument("--resume", action="store_true", help="start from the best prompt saved in --output")
     train.set_defaults(func=cmd_train)
+
+    runner = sub.add_parser(
+        "runner", help="run rollouts for a training elsewhere (RUNNERS=0) from STORE_URL until stopped"
+    )
+    add_common(runner, ["store_url", "runners", "output_dir", "log_level"])
+    runner.set_defaults(func=cmd_runner)
 
     ev = sub.add_parser("eval", help="score a prompt (file or saved version) on a dataset")
     ev.add_argument("--prompt", required=True, help="prompt file, or VERSION from the prompt DB")

@@ -86,7 +86,13 @@ class Settings(BaseSettings):
 
     # --- Execution ---------------------------------------------------------------------------
     output_dir: Path = Field(Path("outputs"), description="Prompt DB, best prompt, summary, plots.")
-    runners: int = Field(2, ge=1, le=64, description="Rollout runner processes.")
+    runners: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="Rollout runner processes. For a training, 0 leaves every rollout to "
+        "`apo-trainer runner` processes working against the same STORE_URL.",
+    )
     store_url: str | None = Field(None, description="External Agent Lightning store; unset = in-process.")
     store_port: int = Field(4747, ge=0, le=65535, description="Port of the in-process store (0 = free).")
     resume: bool = Field(False, description="Start from the best prompt saved in OUTPUT_DIR.")
@@ -154,6 +160,14 @@ class Settings(BaseSettings):
             raise ConfigError(
                 f"GRADIENT_BATCH_SIZE (--gradient-batch-size) {self.gradient_batch_size} is larger than "
                 f"TRAIN_SIZE (--train-size) {self.train_size}: lower the batch or raise the split"
+            )
+
+    def check_execution(self) -> None:
+        """Where a training's rollouts run; only a training needs this."""
+        if self.runners == 0 and self.store_url is None:
+            raise ConfigError(
+                "RUNNERS (--runners) 0 leaves the rollouts to `apo-trainer runner` processes, which need a "
+                "store they can reach: set STORE_URL (--store-url) too, or RUNNERS to 1 or more"
             )
 
     def load_seed_prompt(self) -> str:

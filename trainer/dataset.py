@@ -74,7 +74,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Final, TypedDict
+from typing import Final, NotRequired, TypedDict
 
 __all__ = [
     "DIFFICULTIES",
@@ -102,6 +102,9 @@ class MathTask(TypedDict):
     answer: str
     kind: str
     difficulty: int
+    # Set by the training on the tasks it hands to APO, so that a runner in another process or
+    # container knows which run's ledger a rollout belongs to.
+    run_id: NotRequired[str]
 
 
 @dataclass(frozen=True)

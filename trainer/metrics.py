@@ -81,11 +81,7 @@ class TrainerMetrics:
         for outcome in ("evaluated", "rejected"):
             self.candidates.labels(outcome=outcome)
         self._lock = threading.Lock()
-        self.last_update = 0.0
         self._best_label: str | None = None
-
-    def touched(self) -> None:
-        self.last_update = time.time()
 
     # --- per rollout (from the ledger) -------------------------------------------------------------
     def observe_rollout(self, row: dict[str, Any], agent_model: str) -> None:
@@ -104,23 +100,19 @@ class TrainerMetrics:
         self.tokens.labels(role=role, model=model, kind="input").inc(input_tokens)
         self.tokens.labels(role=role, model=model, kind="output").inc(output_tokens)
         self.llm_duration.labels(role=role, model=model).observe(seconds)
-        self.touched()
 
     # --- APO progress ------------------------------------------------------------------------------
     def set_round(self, number: int) -> None:
         self.round.set(number)
-        self.touched()
 
     def candidate_scored(self, label: str, round_number: int, score: float, *, candidate: bool) -> None:
         self.candidate_score.labels(prompt_version=label, round=str(round_number)).set(score)
         if candidate:
             self.candidates.labels(outcome="evaluated").inc()
-        self.touched()
 
     def candidate_rejected(self, label: str, round_number: int) -> None:
         self.candidate_score.labels(prompt_version=label, round=str(round_number)).set(0.0)
         self.candidates.labels(outcome="rejected").inc()
-        self.touched()
 
     def set_best(self, label: str, score: float) -> None:
         with self._lock:
@@ -129,7 +121,6 @@ class TrainerMetrics:
             self._best_label = label
         self.best_prompt.labels(prompt_version=label).set(1)
         self.best_score.set(score)
-        self.touched()
 
 
 class LedgerFollower:
@@ -195,11 +186,15 @@ class MetricsServer:
         return self
 
     def wait_for_final_scrape(self, timeout: float) -> bool:
-        """If a scraper has been reading us, wait for its next read after the last update."""
+        """If a scraper has been reading us, wait for a read that starts after this call.
+
+        Call it once every value is final: then that read has them all. (Tracking the time of the
+        last update instead misses values set straight on a metric, such as the test scores.)
+        """
         if not self.scrapes:
             return False
         deadline = time.time() + timeout
-        target = self.metrics.last_update
+        target = time.time()
         while time.time() < deadline:
             if self.scrapes and self.scrapes[-1] > target:
                 return True

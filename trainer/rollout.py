@@ -17,6 +17,8 @@ import asyncio
 import json
 import logging
 import os
+import re
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +62,7 @@ class RolloutOutcome:
     trace_id: str | None = None
     mode: str | None = None
     prompt_version: str | None = None
+    runner: str | None = None  # host:pid of the process that ran it (runners may be other containers)
     finished_at: float = field(default_factory=time.time)
 
 
@@ -158,6 +161,34 @@ class Ledger:
         return outcomes
 
 
+class RunLedgers:
+    """The ledgers of every run under one directory: ``RUNS_DIR/<run id>/rollouts.jsonl``.
+
+    A runner serves whichever training enqueued the task, so it finds the ledger from the run id the
+    training stamped on the task. Runners in other containers reach the same files through a shared
+    OUTPUT_DIR volume.
+    """
+
+    # The shape of train.new_run_id(): a run id from a task never escapes RUNS_DIR.
+    RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$")
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.runs_dir = runs_dir
+
+    def for_run(self, run_id: str) -> Ledger:
+        if not self.RUN_ID.match(run_id):
+            raise ValueError(f"not a run id: {run_id!r}")
+        return Ledger(self.runs_dir / run_id / "rollouts.jsonl")
+
+    def for_task(self, task: MathTask) -> Ledger | None:
+        """The ledger of the run that enqueued ``task``; None (and a warning) when it names none."""
+        run_id = task.get("run_id")
+        if run_id is None or not self.RUN_ID.match(run_id):
+            logger.warning("task %s carries no valid run id (%r): its rollout is not in any ledger", task["id"], run_id)
+            return None
+        return self.for_run(run_id)
+
+
 class LedgerTail:
     """Reads a ledger as it grows: each call returns the lines completed since the previous one.
 
@@ -185,8 +216,11 @@ class LedgerTail:
         return rows
 
 
-def make_rollout(config: RolloutConfig, ledger: Ledger | None = None) -> agl.LitAgent[MathTask]:
-    """The ``@agl.rollout`` agent APO's runners execute, bound to ``config``."""
+def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> agl.LitAgent[MathTask]:
+    """The ``@agl.rollout`` agent APO's runners execute, bound to ``config``.
+
+    With ``ledgers``, each outcome is appended to the ledger of the run that enqueued the task.
+    """
     import agentlightning as agl  # heavy: only processes that run rollouts pay for it
 
     @agl.rollout
@@ -225,8 +259,11 @@ def make_rollout(config: RolloutConfig, ledger: Ledger | None = None) -> agl.Lit
         outcome.attempt_id = attempt_id
         outcome.mode = rollout.mode
         outcome.prompt_version = rollout.resources_id
+        # Read per call: runner processes are forked after this module is imported.
+        outcome.runner = f"{socket.gethostname()}:{os.getpid()}"
         if outcome.status != "ok":
             logger.warning("rollout %s %s: %s", rollout.rollout_id, outcome.status, outcome.reason[:200])
+        ledger = ledgers.for_task(task) if ledgers is not None else None
         if ledger is not None:
             ledger.append(outcome)
         return outcome.reward

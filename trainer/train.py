@@ -23,10 +23,10 @@ from rich.markup import escape
 from trainer.agent import ModelSpec
 from trainer.candidate_guard import GuardLimits
 from trainer.config import ConfigError, Settings
-from trainer.dataset import Splits, load_splits
+from trainer.dataset import MathTask, Splits, load_splits
 from trainer.llm import EmbeddedLLMProcess, free_port, probe_chat
 from trainer.prompt_manager import BEST_TXT, PromptManager
-from trainer.rollout import Ledger, RolloutConfig
+from trainer.rollout import RolloutConfig, RunLedgers
 from trainer.store import check_store
 from trainer.template import TemplateError, check_template
 
@@ -131,6 +131,7 @@ def probe_endpoints(endpoints: Endpoints) -> None:
 def dry_run(settings: Settings, console: Console) -> dict[str, Any]:
     """Check everything a training needs without training; raise naming the failing thing."""
     settings.check_training_batches()
+    settings.check_execution()
     splits = load_splits(
         settings.dataset_path, settings.train_size, settings.val_size, settings.test_size, settings.seed
     )
@@ -154,7 +155,7 @@ def dry_run(settings: Settings, console: Console) -> dict[str, Any]:
         + (" (embedded)" if settings.uses_embedded_llm else ""),
         "optimizer": f"{endpoints.gradient_model} / {endpoints.edit_model} at {endpoints.optimizer_url}",
         "store": settings.store_url or "in-process",
-        "runners": settings.runners,
+        "runners": settings.runners or "0 (rollouts left to `apo-trainer runner` processes)",
         **expected_rollouts(settings, splits),
         "seed_prompt_chars": len(seed_prompt),
     }
@@ -167,6 +168,7 @@ def dry_run(settings: Settings, console: Console) -> dict[str, Any]:
 def train(settings: Settings, console: Console) -> dict[str, Any]:
     """Run one training; returns the summary (also written to OUTPUT_DIR/summary.json)."""
     settings.check_training_batches()
+    settings.check_execution()
     # Heavy imports (Agent Lightning pulls ~150 packages) only once we know we will train.
     import agentlightning as agl
     from openai import AsyncOpenAI
@@ -198,7 +200,8 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
     run_id = new_run_id()
     run_dir = out / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(run_dir / "rollouts.jsonl")
+    ledgers = RunLedgers(out / "runs")
+    ledger = ledgers.for_run(run_id)
     random.seed(settings.seed)  # APO samples parents and batches with the global generator
 
     with ExitStack() as stack:
@@ -265,19 +268,26 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
         collector = collector_endpoint()
         if collector:
             logger.info("rollout spans go through the collector at %s", collector)
-        agent = make_rollout(rollout_config, ledger)
+        agent = make_rollout(rollout_config, ledgers)
         trainer_kwargs: dict[str, Any] = {}
+        # The role is explicit so that an AGL_CURRENT_ROLE left in the environment cannot change it.
         if settings.store_url:
             trainer_kwargs["store"] = agl.LightningStoreClient(settings.store_url)
-            strategy = agl.ClientServerExecutionStrategy(n_runners=settings.runners, managed_store=False)
+            strategy = agl.ClientServerExecutionStrategy(
+                role="both" if settings.runners else "algorithm",
+                n_runners=max(settings.runners, 1),
+                managed_store=False,
+            )
+            if not settings.runners:
+                logger.info("RUNNERS=0: rollouts wait in %s for `apo-trainer runner` processes", settings.store_url)
         else:
             port = settings.store_port or free_port()
             strategy = agl.ClientServerExecutionStrategy(
-                n_runners=settings.runners, server_host="127.0.0.1", server_port=port
+                role="both", n_runners=settings.runners, server_host="127.0.0.1", server_port=port
             )
         trainer = agl.Trainer(
             algorithm=algorithm,
-            n_runners=settings.runners,
+            n_runners=max(settings.runners, 1),
             initial_resources={"prompt_template": agl.PromptTemplate(template=seed_prompt, engine="f-string")},
             adapter=agl.TraceToMessages(),
             tracer=runner_tracer(settings.tracing, collector),
@@ -288,7 +298,11 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
         status = "failed"
         try:
             with ProgressDisplay(progress, ledger.path, expected_rollouts=expected, console=console):
-                trainer.fit(agent, train_dataset=splits.train, val_dataset=splits.val)
+                trainer.fit(
+                    agent,
+                    train_dataset=for_run(splits.train, run_id),
+                    val_dataset=for_run(splits.val, run_id),
+                )
             best = prompts.best(run_id)
             if best is None:
                 raise RuntimeError("training finished without scoring any prompt (see the log above)")
@@ -410,6 +424,11 @@ def start_metrics_server(metrics: Any, settings: Settings) -> Any:
             settings.metrics_host, settings.metrics_port, exc.strerror,
         )  # fmt: skip
         return None
+
+
+def for_run(tasks: list[MathTask], run_id: str) -> list[MathTask]:
+    """The tasks stamped with the run id, which tells any runner whose ledger a rollout goes to."""
+    return [{**task, "run_id": run_id} for task in tasks]
 
 
 def _score_dict(score: Any) -> dict[str, Any]:

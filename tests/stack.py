@@ -233,12 +233,25 @@ class Stack:
 
     def down(self) -> None:
         """Remove every container, network and volume of the project (not only ``services``)."""
-        self.run("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
+        # The profile makes `runner` containers part of the model, so they go too.
+        self.run("--profile", "runners", "down", "--volumes", "--remove-orphans", "--timeout", "20",
+                 check=False, timeout=300)  # fmt: skip
 
     def container_id(self, service: str) -> str:
         ids = self.run("ps", "--all", "--quiet", service).stdout.split()
         assert ids, f"no container of service {service}"
         return ids[0]
+
+    def container_ip(self, service: str) -> str:
+        """The address of ``service``'s container on the project network (reachable from this host)."""
+        proc = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+             self.container_id(service)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        addresses = proc.stdout.split()
+        assert addresses, f"{service} has no address: {proc.stderr}"
+        return addresses[0]
 
     def wait_exit(self, service: str, timeout: float) -> int:
         """Exit code of ``service``'s container once it stops (docker wait)."""
@@ -259,7 +272,7 @@ class Stack:
         return found
 
     def peak_memory(self) -> dict[str, str]:
-        """Current memory use per container (docker stats --no-stream)."""
+        """Memory use per container now (docker stats --no-stream); benchmarks/stack.py reports peaks."""
         proc = subprocess.run(
             ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}"],
             capture_output=True,

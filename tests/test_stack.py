@@ -6,9 +6,12 @@ Two kinds of test:
   no .env, every trainer setting reaches the trainer, images are pinned, ports are on loopback.
 - the running stack (markers ``docker`` and ``slow``; needs an engine and the images, which
   ``scripts/build_images.sh`` builds when missing): collector, Jaeger, store, Prometheus and the
-  model come up healthy; ``docker compose run train --dry-run`` passes; a tiny training exits 0;
-  its traces are in Jaeger (through the published loopback port), its best prompt is in the
-  ``outputs`` volume, its apo_* metrics are in Prometheus; ``down -v`` leaves nothing behind.
+  model come up healthy; ``docker compose run train --dry-run`` passes; a tiny training survives a
+  collector restart and exits 0, with no span lost in the store or Jaeger, its rewards and spans in
+  the store, its traces in Jaeger (through the published loopback port), its best prompt in the
+  ``outputs`` volume and its apo_* and span metrics in Prometheus; a second training leaves its
+  rollouts to two ``runner`` containers (both do some) and survives a Jaeger restart with no span
+  lost; ``down -v`` leaves nothing behind.
 
 Without an engine these tests skip with a message; with ``CI`` set they fail instead.
 """
@@ -19,10 +22,12 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import yaml
+
 from tests.stack import (
     REPO,
     Stack,
@@ -36,7 +41,6 @@ from tests.stack import (
     stack_images,
     wait_until,
 )
-
 from trainer.config import Settings
 
 SERVICE_NAME = "apo-trainer"
@@ -54,6 +58,7 @@ TINY = {
     "OPTIMIZER_MAX_TOKENS": "128",
 }
 TRAIN_TIMEOUT = 1800.0  # measured 15 min on 2 busy cores (other trainings running); CPU-bound
+RESTART_AFTER_ROWS = 4  # restart a service once this many rollouts of the run are done
 
 
 def compose_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -177,38 +182,137 @@ def test_dry_run_in_the_stack(stack: Stack) -> None:
     assert "http://store:4747" in output
 
 
-@pytest.mark.docker
-@pytest.mark.slow
-def test_training_through_the_stack(stack: Stack) -> None:
+@dataclass
+class Training:
+    """One training in the stack, read back after it exited."""
+
+    run_id: str
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]]
+    wall: float
+    downtime: float
+    container: str
+
+
+def train_with_restart(stack: Stack, restart: str, **env: str) -> Training:
+    """``up -d train`` (``env`` on top of the stack's), restart ``restart`` once the run's ledger
+    has RESTART_AFTER_ROWS rollouts, wait for the exit; fails with the logs unless it exits 0."""
+    known = set(ledger_counts(stack))
     started = time.monotonic()
-    stack.run("up", "--detach", "train", timeout=300)
+    stack.run("up", "--detach", "train", timeout=300, **env)
+    cid = stack.container_id("train")
+
+    def new_run_far_enough() -> str | None:
+        if not container_running(cid):
+            return "exited"
+        for run_id, rows in ledger_counts(stack).items():
+            if run_id not in known and rows >= RESTART_AFTER_ROWS:
+                return run_id
+        return None
+
+    wait_until(f"{RESTART_AFTER_ROWS} rollouts of the new run", new_run_far_enough, TRAIN_TIMEOUT, interval=2)
+    down_started = time.monotonic()
+    stack.run("restart", restart, timeout=120)
+    downtime = time.monotonic() - down_started
     code = stack.wait_exit("train", TRAIN_TIMEOUT)
     wall = time.monotonic() - started
     logs = stack.run("logs", "--no-color", "train", check=False).stdout
     assert code == 0, f"train exited {code} after {wall:.0f}s:\n{logs[-6000:]}"
+    summary = json.loads(read_file(cid, "/data/outputs/summary.json"))
+    ledger = read_file(cid, f"/data/outputs/runs/{summary['run_id']}/rollouts.jsonl")
+    rows = [json.loads(line) for line in ledger.splitlines() if line.strip()]
+    assert len(rows) == summary["rollouts"] > 0, summary
+    return Training(summary["run_id"], summary, rows, wall, downtime, cid)
+
+
+def ledger_counts(stack: Stack) -> dict[str, int]:
+    """Rollouts per run in the `outputs` volume (through the running train container)."""
+    script = (
+        'for d in /data/outputs/runs/*/; do [ -d "$d" ] && '
+        'echo "$(basename "$d") $(cat "$d"rollouts.jsonl 2>/dev/null | wc -l)"; done; true'
+    )
+    proc = stack.run("exec", "-T", "train", "sh", "-c", script, check=False, timeout=60)
+    counts = {}
+    for line in proc.stdout.splitlines():
+        run_id, _, rows = line.partition(" ")
+        if rows.strip().isdigit():
+            counts[run_id] = int(rows)
+    return counts
+
+
+def container_running(cid: str) -> bool:
+    proc = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", cid], capture_output=True, text=True)
+    return proc.stdout.strip() == "true"
+
+
+def spans_lost(stack: Stack, training: Training) -> dict[str, int]:
+    """Spans the run's rollouts ended (counted where they were created) minus what each sink holds."""
+    from tests.pipeline import store_spans
+
+    rollout_ids = {row["rollout_id"] for row in training.rows}
+    exported = sum(row["spans"] for row in training.rows)
+    store_url = f"http://{stack.container_ip('store')}:4747"
+    in_store = 0
+    for row in training.rows:
+        spans = [s for s in store_spans(store_url, row["rollout_id"]) if not s.name.startswith("agentlightning.")]
+        in_store += len(spans)
+
+    def jaeger_count() -> int:
+        spans = [span for trace in jaeger_traces(stack.jaeger_url, SERVICE_NAME) for span in trace["spans"]]
+        return sum(1 for span in spans if span_tag(span, "agentlightning.rollout_id") in rollout_ids)
+
+    # The collector's Jaeger exporter may still be retrying what a restart held back.
+    deadline = time.monotonic() + 60
+    in_jaeger = jaeger_count()
+    while in_jaeger < exported and time.monotonic() < deadline:
+        time.sleep(2)
+        in_jaeger = jaeger_count()
+    return {"exported": exported, "store": exported - in_store, "jaeger": exported - in_jaeger}
+
+
+def assert_rewards_in_store(stack: Stack, training: Training) -> None:
+    from agentlightning.emitter.reward import find_final_reward
+
+    from tests.pipeline import store_spans
+
+    store_url = f"http://{stack.container_ip('store')}:4747"
+    for row in training.rows:
+        spans = store_spans(store_url, row["rollout_id"])
+        assert find_final_reward(spans) == row["reward"], row["rollout_id"]
+        assert any(s.name == "math_rollout" for s in spans), row["rollout_id"]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_training_through_the_stack_survives_a_collector_restart(stack: Stack) -> None:
+    training = train_with_restart(stack, "collector")
+    lost = spans_lost(stack, training)
+    print(
+        f"\ntraining in the stack: {training.wall:.0f}s, {len(training.rows)} rollouts; collector restarted "
+        f"({training.downtime:.1f}s): {lost['exported']} spans exported, lost in the store {lost['store']}, "
+        f"lost in Jaeger {lost['jaeger']}; memory now: {stack.peak_memory()}"
+    )
+    assert lost == {"exported": lost["exported"], "store": 0, "jaeger": 0}
+    assert lost["exported"] >= 3 * len(training.rows)
+    assert training.summary["apo_span_reads"]["incomplete"] == 0
 
     # The best prompt and the summary are in the `outputs` volume.
-    cid = stack.container_id("train")
-    best = read_file(cid, "/data/outputs/best_prompt.txt")
-    summary = json.loads(read_file(cid, "/data/outputs/summary.json"))
+    best = read_file(training.container, "/data/outputs/best_prompt.txt")
     assert best.strip(), "best_prompt.txt is empty"
-    assert summary["rollouts"] > 0 and summary["best_prompt_version"], summary
-    assert summary["tracing"] == "collector http://collector:4318", summary["tracing"]
+    assert training.summary["best_prompt_version"], training.summary
+    assert training.summary["tracing"] == "collector http://collector:4318", training.summary["tracing"]
+    assert_rewards_in_store(stack, training)
 
-    # Traces of service apo-trainer reached Jaeger (published loopback port), with rollout ids.
-    services = wait_until("apo-trainer in Jaeger", lambda: SERVICE_NAME in jaeger_services(stack.jaeger_url), 60)
-    assert services
-    traces = jaeger_traces(stack.jaeger_url, SERVICE_NAME)
-    spans = [span for trace in traces for span in trace["spans"]]
-    names = {span["operationName"] for span in spans}
-    assert "math_rollout" in names, names
-    assert any(span_tag(span, "agentlightning.rollout_id") for span in spans)
+    # Traces of service apo-trainer in Jaeger (published loopback port), with rollout ids.
+    assert SERVICE_NAME in jaeger_services(stack.jaeger_url)
+    names = {s["operationName"] for t in jaeger_traces(stack.jaeger_url, SERVICE_NAME) for s in t["spans"]}
+    assert {"math_rollout", "math_solver.arun", "OpenAILike.ainvoke"} <= names, names
 
     # Prometheus scraped the trainer: apo_* metrics, and the collector's span metrics. The trainer
     # has exited, so its series are stale now: look back over the run.
     apo = prom_query(stack.prometheus_url, 'count by (__name__) (last_over_time({__name__=~"apo_.+"}[1h]))')
     found = {series["metric"]["__name__"] for series in apo}
-    for metric in ("apo_rollouts_total", "apo_best_val_score", "apo_test_score", "apo_run_info"):
+    for metric in ("apo_rollouts_total", "apo_rollout_reward_bucket", "apo_best_val_score", "apo_test_score"):
         assert metric in found, f"{metric} not in Prometheus (found {sorted(found)})"
     exemplars = http_json(
         f"{stack.prometheus_url}/api/v1/query_exemplars?query=apo_rollout_reward_bucket&start=0&end={time.time():.0f}"
@@ -218,10 +322,36 @@ def test_training_through_the_stack(stack: Stack) -> None:
     jobs = {series["metric"]["job"]: float(series["value"][1]) for series in up}
     for job in ("trainer", "store", "collector", "collector-spanmetrics", "jaeger", "prometheus"):
         assert jobs.get(job) == 1.0, f"job {job} never up: {jobs}"
-    calls = prom_query(stack.prometheus_url, "sum(last_over_time(traces_span_metrics_calls_total[1h]))")
-    assert calls and float(calls[0]["value"][1]) > 0
 
-    print(f"\ntraining through the stack: {wall:.0f}s, {len(traces)} traces; memory: {stack.peak_memory()}")
+    def span_metric_calls() -> float:
+        calls = prom_query(stack.prometheus_url, "sum(last_over_time(traces_span_metrics_calls_total[1h]))")
+        return float(calls[0]["value"][1]) if calls else 0.0
+
+    assert wait_until("span metrics in Prometheus", span_metric_calls, 60) > 0
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_two_runner_containers_do_the_rollouts_and_a_jaeger_restart_loses_nothing(stack: Stack) -> None:
+    stack.run("--profile", "runners", "up", "--detach", "--scale", "runner=2", "runner", timeout=300)
+    runners = stack.run("ps", "--quiet", "runner").stdout.split()
+    assert len(runners) == 2, runners
+    training = train_with_restart(stack, "jaeger", RUNNERS="0")
+    lost = spans_lost(stack, training)
+    hosts = {row["runner"].split(":", 1)[0] for row in training.rows}
+    per_container = {cid[:12]: sum(1 for r in training.rows if r["runner"].startswith(cid[:12])) for cid in runners}
+    print(
+        f"\ntraining with 2 runner containers: {training.wall:.0f}s, rollouts per container {per_container}; "
+        f"Jaeger restarted ({training.downtime:.1f}s): {lost['exported']} spans exported, "
+        f"lost in the store {lost['store']}, lost in Jaeger {lost['jaeger']}"
+    )
+    assert hosts == {cid[:12] for cid in runners}, f"rollouts ran on {hosts}, runner containers {runners}"
+    assert all(count > 0 for count in per_container.values()), per_container
+    assert lost == {"exported": lost["exported"], "store": 0, "jaeger": 0}
+    assert training.summary["apo_span_reads"]["incomplete"] == 0
+    assert_rewards_in_store(stack, training)
+    # Runners are long-lived: still serving after the training ended.
+    assert all(container_running(cid) for cid in runners)
 
 
 def read_file(container: str, path: str) -> str:

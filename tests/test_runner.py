@@ -1,0 +1,156 @@
+"""Scale-out: a training with RUNNERS=0 and separate ``apo-trainer runner`` processes on one store.
+
+The end-to-end test is the same arrangement as the compose stack's ``runner`` service, on
+loopback: a real ``agl store``, one embedded model server shared by everyone, a training that only
+runs the algorithm, and two runner processes that take its rollouts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.fake_openai import closed_port
+from tests.pipeline import agl_store
+from tests.trainer_process import TINY, clean_env, run_trainer
+from trainer.config import ConfigError, Settings
+from trainer.dataset import MathTask
+from trainer.llm import EmbeddedLLM
+from trainer.rollout import RunLedgers
+from trainer.runner import check_runner_settings
+from trainer.train import for_run, new_run_id
+
+TASK: MathTask = {"id": "t1", "question": "What is 1 + 1?", "answer": "2", "kind": "add", "difficulty": 1}
+
+
+# --------------------------------------------------------------------------- ledgers by run id
+
+
+def test_a_task_finds_the_ledger_of_its_run(tmp_path: Path) -> None:
+    run_id = new_run_id()
+    (task,) = for_run([TASK], run_id)
+    ledger = RunLedgers(tmp_path / "runs").for_task(task)
+    assert ledger is not None
+    assert ledger.path == tmp_path / "runs" / run_id / "rollouts.jsonl"
+    assert "run_id" not in TASK, "stamping must not change the split's own tasks"
+
+
+@pytest.mark.parametrize("run_id", [None, "../../etc", "20260101-000000-abcd/../x", ""])
+def test_a_task_without_a_valid_run_id_has_no_ledger(
+    tmp_path: Path, run_id: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    task: MathTask = dict(TASK) if run_id is None else {**TASK, "run_id": run_id}  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING):
+        assert RunLedgers(tmp_path / "runs").for_task(task) is None
+    assert "carries no valid run id" in caplog.text
+    assert not (tmp_path / "runs").exists()
+
+
+def test_for_run_rejects_a_path() -> None:
+    with pytest.raises(ValueError, match="not a run id"):
+        RunLedgers(Path("/tmp")).for_run("../x")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_training_without_runners_needs_a_store() -> None:
+    with pytest.raises(ConfigError, match=r"RUNNERS \(--runners\) 0 .* set STORE_URL \(--store-url\)"):
+        Settings(runners=0).check_execution()
+    Settings(runners=0, store_url="http://store:4747").check_execution()
+
+
+def test_runner_needs_a_store_and_at_least_one_process() -> None:
+    with pytest.raises(ConfigError, match=r"needs STORE_URL \(--store-url\)"):
+        check_runner_settings(Settings())
+    with pytest.raises(ConfigError, match=r"RUNNERS \(--runners\) must be 1 or more"):
+        check_runner_settings(Settings(runners=0, store_url="http://store:4747"))
+    assert check_runner_settings(Settings(store_url="http://store:4747")) == "http://store:4747"
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *args], env=clean_env(**env), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_runner_cli_errors_name_the_setting() -> None:
+    missing = _cli("runner")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "needs STORE_URL (--store-url)" in " ".join(missing.stderr.split())
+    url = f"http://127.0.0.1:{closed_port()}"
+    closed = _cli("runner", "--store-url", url)
+    assert closed.returncode == 2 and "Traceback" not in closed.stderr
+    assert url in closed.stderr and "unreachable" in closed.stderr
+
+
+def test_training_with_zero_runners_and_no_store_fails_before_any_work(tmp_path: Path) -> None:
+    result = _cli("train", "--runners", "0", "--output", str(tmp_path / "out"), OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "set STORE_URL (--store-url) too" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- two runners, one training
+
+
+@pytest.fixture(scope="module")
+def shared_llm() -> Iterator[str]:
+    with EmbeddedLLM(parallel=4, threads=os.cpu_count() or 2) as llm:
+        yield llm.base_url
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_external_runners_do_the_rollouts_of_a_training(tmp_path: Path, shared_llm: str) -> None:
+    out = tmp_path / "out"
+    with agl_store(tmp_path) as store, ExitStack() as stack:
+        env = {"OPENAI_BASE_URL": shared_llm, "STORE_URL": store.url, "OUTPUT_DIR": str(out)}
+        runners = [stack.enter_context(runner_process(tmp_path / f"runner-{i}.log", env)) for i in range(2)]
+
+        def runner_logs() -> str:
+            return "\n".join(p.read_text()[-2000:] for p in sorted(tmp_path.glob("runner-*.log")))
+
+        # The last --runners wins: the training starts no runner process of its own.
+        result = run_trainer(["train", *TINY, "--runners", "0", "--output", str(out)], cwd=tmp_path, **env)
+        assert result.returncode == 0, f"{result.stderr[-4000:]}\n{runner_logs()}"
+        assert "rollouts wait in" in result.stderr
+
+        summary = json.loads((out / "summary.json").read_text())
+        rows = [json.loads(x) for x in (out / "runs" / summary["run_id"] / "rollouts.jsonl").read_text().splitlines()]
+        assert len(rows) == summary["rollouts"] > 0
+        by_runner = Counter(row["runner"] for row in rows)
+        assert {name.rsplit(":", 1)[1] for name in by_runner} == {str(p.pid) for p in runners}, by_runner
+        print(f"rollouts by runner process: {dict(by_runner)}")
+
+        # Runners outlive a training; SIGTERM (what `docker stop` sends) ends them cleanly.
+        assert all(p.poll() is None for p in runners), runner_logs()
+        for p in runners:
+            p.send_signal(signal.SIGTERM)
+        assert [p.wait(timeout=60) for p in runners] == [0, 0], runner_logs()
+
+
+@contextmanager
+def runner_process(log_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m trainer runner`` with one runner process; killed with its group if still alive."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainer", "runner", "--runners", "1"],
+            env=clean_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
