@@ -83,6 +83,12 @@ COMPOSE_VARS: tuple[tuple[str, str, str, str], ...] = (
     ("Ports (published on 127.0.0.1 only)", "JAEGER_UI_PORT", "16686", "Jaeger's UI and query API."),
     ("Ports (published on 127.0.0.1 only)", "PROMETHEUS_PORT", "9090", "Prometheus."),
     ("Ports (published on 127.0.0.1 only)", "GRAFANA_PORT", "3000", "Grafana."),
+    (
+        "Ports (published on 127.0.0.1 only)",
+        "STORE_DASHBOARD_PORT",
+        "4747",
+        "The Agent Lightning store's dashboard, read-only (its write API stays internal).",
+    ),
     ("Telemetry", "PROMETHEUS_RETENTION", "15d", "How long Prometheus keeps metrics."),
     (
         "Telemetry",
@@ -105,6 +111,7 @@ COMPOSE_VARS: tuple[tuple[str, str, str, str], ...] = (
     ("Memory limits", "JAEGER_MEMORY_LIMIT", "1g", "jaeger."),
     ("Memory limits", "PROMETHEUS_MEMORY_LIMIT", "1g", "prometheus."),
     ("Memory limits", "GRAFANA_MEMORY_LIMIT", "512m", "grafana."),
+    ("Memory limits", "STORE_DASHBOARD_MEMORY_LIMIT", "256m", "store-dashboard (the read-only proxy)."),
 )
 
 

@@ -37,7 +37,7 @@ BUILD_IMAGES = REPO / "scripts" / "build_images.sh"
 IMAGE_VARS = ("TRAINER_IMAGE", "TRAINER_BASE_IMAGE", "COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE")
 HOST = "127.0.0.1"
 # Every service but Grafana (no image here) and the one-shot `train`; `runner` is in a profile.
-INFRA_SERVICES = ("collector", "jaeger", "store", "prometheus", "llm")
+INFRA_SERVICES = ("collector", "jaeger", "store", "store-dashboard", "prometheus", "llm")
 
 T = TypeVar("T")
 
@@ -178,7 +178,9 @@ class Stack:
     compose: Any = None
 
     def __post_init__(self) -> None:
-        self.ports = {"JAEGER_UI_PORT": free_port(), "PROMETHEUS_PORT": free_port(), "GRAFANA_PORT": free_port()}
+        self.ports = {
+            name: free_port() for name in ("JAEGER_UI_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT", "STORE_DASHBOARD_PORT")
+        }
         self.env = {
             "COMPOSE_PROJECT_NAME": self.project,
             "TESTCONTAINERS_RYUK_DISABLED": "true",
@@ -191,6 +193,10 @@ class Stack:
     @property
     def jaeger_url(self) -> str:
         return f"http://{HOST}:{self.ports['JAEGER_UI_PORT']}"
+
+    @property
+    def store_dashboard_url(self) -> str:
+        return f"http://{HOST}:{self.ports['STORE_DASHBOARD_PORT']}"
 
     @property
     def prometheus_url(self) -> str:

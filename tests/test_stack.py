@@ -125,13 +125,13 @@ def test_published_ports_are_loopback_only(compose_model: dict[str, Any]) -> Non
         for port in service.get("ports") or []:
             assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
             published[name] = int(port["target"])
-    assert published == {"jaeger": 16686, "prometheus": 9090, "grafana": 3000}
+    assert published == {"jaeger": 16686, "prometheus": 9090, "grafana": 3000, "store-dashboard": 4747}
     assert "store" not in published, "the store's API has no authentication: never publish it"
 
 
 def test_services_are_init_wrapped_and_trainer_unprivileged(compose_model: dict[str, Any]) -> None:
     services = compose_model["services"]
-    for name in ("train", "llm", "store"):
+    for name in ("train", "llm", "store", "store-dashboard"):
         assert services[name].get("init") is True, f"{name}: a Python PID 1 ignores SIGTERM"
         assert services[name]["deploy"]["resources"]["limits"]["memory"], name
     dockerfile = (REPO / "trainer" / "Dockerfile").read_text()
@@ -180,6 +180,25 @@ def test_dry_run_in_the_stack(stack: Stack) -> None:
     assert "dry run OK" in output
     assert "http://llm:8080/v1" in output
     assert "http://store:4747" in output
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_store_dashboard_is_on_loopback_and_read_only(stack: Stack) -> None:
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    page = opener.open(stack.store_dashboard_url + "/", timeout=10).read()
+    assert b"<html" in page.lower()
+    assert "items" in http_json(stack.store_dashboard_url + "/v1/agl/rollouts")
+    write = urllib.request.Request(
+        stack.store_dashboard_url + "/v1/agl/queues/rollouts/enqueue", data=b"{}", method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        opener.open(write, timeout=10)
+    assert refused.value.code == 405
 
 
 @dataclass

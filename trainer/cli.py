@@ -1,4 +1,4 @@
-"""Command line: ``python -m trainer train|runner|eval|prompts|llm|report``.
+"""Command line: ``python -m trainer train|runner|eval|prompts|llm|report|store-dashboard``.
 
 Flags override environment variables, which override defaults (see ``trainer/config.py``). Errors a
 user can fix (a bad setting, a broken dataset line, an unreachable endpoint) print one clear message
@@ -8,6 +8,7 @@ and exit with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -232,6 +233,30 @@ def cmd_llm(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_store_dashboard(args: argparse.Namespace, console: Console) -> int:
+    import signal
+
+    from trainer.store_dashboard import ReadOnlyProxy
+
+    settings = _settings_from(args)
+    setup_logging(settings.log_level, console)
+    if settings.store_url is None:
+        raise ConfigError("store-dashboard needs STORE_URL (--store-url): the store whose dashboard it shows")
+    try:
+        proxy = ReadOnlyProxy(settings.store_url, host=args.host, port=args.port)
+    except OSError as exc:
+        raise ConfigError(f"store-dashboard: cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    logger.info("store dashboard (read-only) at %s for %s", proxy.url, settings.store_url)
+    with contextlib.suppress(KeyboardInterrupt):
+        proxy.serve_forever()
+    return 0
+
+
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from trainer.prompt_manager import PromptManager
     from trainer.report import render_run_report
@@ -293,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument("--ctx", type=int)
     llm.add_argument("--threads", type=int)
     llm.set_defaults(func=cmd_llm)
+
+    dash = sub.add_parser("store-dashboard", help="serve the store's dashboard read-only (GET only)")
+    add_common(dash, ["store_url", "log_level"])
+    dash.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    dash.add_argument("--port", type=int, default=4747, help="port to listen on (default 4747)")
+    dash.set_defaults(func=cmd_store_dashboard)
 
     rep = sub.add_parser("report", help="redraw a run's reward curve from the prompt DB")
     rep.add_argument("--run", help="run id (default: latest)")

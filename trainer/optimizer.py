@@ -246,8 +246,8 @@ class TrackedAPO(APO[MathTask]):
                     self.progress.seed_score = score
                     if self.metrics is not None:
                         self.metrics.seed_score.set(score)
+            record = self.prompts.get(prompt_id)
             if self.metrics is not None:
-                record = self.prompts.get(prompt_id)
                 # Rescoring a beam member on the full set updates its own series, not a new one.
                 first = record.round > 0 and prompt.version not in self._scored
                 self._scored.add(prompt.version)
@@ -255,6 +255,10 @@ class TrackedAPO(APO[MathTask]):
             if self._round == 0 and self._best_marked is None:
                 # The seed's baseline: it is the best until a candidate beats it on the full set.
                 self._mark_best(prompt.version, score)
+            elif prompt.version == self._best_marked:
+                # The best prompt rescored (APO rescores the beam leader on the full set each round):
+                # its score is the DB's, which the summary reports too, so the live view follows it.
+                self._show_best(prompt.version, record.val_score or 0.0)
         return results, score
 
     async def _evaluate_and_select_beam(
@@ -289,14 +293,18 @@ class TrackedAPO(APO[MathTask]):
         prompt_id = self._ids[version]
         self.prompts.mark_best(self.run_id, prompt_id)
         self._best_marked = version
+        self._show_best(version, score)
+        logger.info("best prompt is now %s (#%d), val score %.3f", version, prompt_id, score)
+        if self.on_best is not None:
+            self.on_best(prompt_id)
+
+    def _show_best(self, version: str, score: float) -> None:
+        """The best prompt and its score in the progress display and the metrics."""
         with self.progress.lock:
             self.progress.best_score = score
             self.progress.best_label = version
         if self.metrics is not None:
             self.metrics.set_best(version, score)
-        logger.info("best prompt is now %s (#%d), val score %.3f", version, prompt_id, score)
-        if self.on_best is not None:
-            self.on_best(prompt_id)
 
     def prompt_id(self, label: str) -> int:
         return self._ids[label]
