@@ -23,19 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.stack import BUILD_IMAGES, REPO, Stack, engine_problem, parse_env_lines
+from tests.stack import BUILD_IMAGES, REPO, TINY_TRAINING, Stack, engine_problem, parse_env_lines
 
-TINY = {
-    "ITERATIONS": "1",
-    "BEAM_WIDTH": "1",
-    "BRANCH_FACTOR": "2",
-    "TRAIN_SIZE": "4",
-    "GRADIENT_BATCH_SIZE": "2",
-    "VAL_SIZE": "6",
-    "VAL_BATCH_SIZE": "6",
-    "TEST_SIZE": "6",
-    "OPTIMIZER_MAX_TOKENS": "128",
-}
 CGROUP_FILES = (
     "/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes",  # cgroup v1
     "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak",  # cgroup v2, systemd driver
@@ -104,7 +93,7 @@ def main() -> None:
     for var in ("TRAINER_IMAGE", "COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE"):
         print(f"  {images[var]:32} {image_size(images[var]) / 1e6:8.0f} MB")
 
-    stack = Stack(images, env=TINY if args.quick else {})
+    stack = Stack(images, env=dict(TINY_TRAINING) if args.quick else {})
     with PeakMemory(stack.project) as memory:
         try:
             print(f"compose up --wait to all services ready: {stack.start():.1f} s")

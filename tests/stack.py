@@ -39,6 +39,20 @@ HOST = "127.0.0.1"
 # Every service but Grafana (no image here) and the one-shot `train`; `runner` is in a profile.
 INFRA_SERVICES = ("collector", "jaeger", "store", "store-dashboard", "prometheus", "llm")
 
+# The tiny training of the stack tests (and `make bench-stack QUICK=1`): one round, one parent,
+# two candidates. The embedded model as optimizer writes until its cap: a smaller cap keeps it short.
+TINY_TRAINING = {
+    "ITERATIONS": "1",
+    "BEAM_WIDTH": "1",
+    "BRANCH_FACTOR": "2",
+    "TRAIN_SIZE": "4",
+    "GRADIENT_BATCH_SIZE": "2",
+    "VAL_SIZE": "6",
+    "VAL_BATCH_SIZE": "6",
+    "TEST_SIZE": "6",
+    "OPTIMIZER_MAX_TOKENS": "128",
+}
+
 T = TypeVar("T")
 
 

@@ -30,6 +30,7 @@ import yaml
 
 from tests.stack import (
     REPO,
+    TINY_TRAINING,
     Stack,
     http_json,
     jaeger_services,
@@ -44,19 +45,6 @@ from tests.stack import (
 from trainer.config import Settings
 
 SERVICE_NAME = "apo-trainer"
-# The README's tiny configuration: one round, one parent, two candidates.
-TINY = {
-    "ITERATIONS": "1",
-    "BEAM_WIDTH": "1",
-    "BRANCH_FACTOR": "2",
-    "TRAIN_SIZE": "4",
-    "GRADIENT_BATCH_SIZE": "2",
-    "VAL_SIZE": "6",
-    "VAL_BATCH_SIZE": "6",
-    "TEST_SIZE": "6",
-    # The embedded model as optimizer writes until its cap: a smaller cap keeps the test short.
-    "OPTIMIZER_MAX_TOKENS": "128",
-}
 TRAIN_TIMEOUT = 1800.0  # measured 15 min on 2 busy cores (other trainings running); CPU-bound
 RESTART_AFTER_ROWS = 4  # restart a service once this many rollouts of the run are done
 
@@ -161,7 +149,7 @@ def test_grafana_refuses_to_start_without_admin_password(compose_model: dict[str
 def stack() -> Iterator[Stack]:
     """The stack without Grafana, up and healthy; afterwards `down -v` must leave nothing."""
     require_engine()
-    running = Stack(stack_images(), env=TINY)
+    running = Stack(stack_images(), env=dict(TINY_TRAINING))
     seconds = running.start()
     print(f"\nstack up and healthy in {seconds:.1f}s")
     try:

@@ -131,10 +131,9 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
 
     from trainer.dataset import load_jsonl, load_splits
     from trainer.evaluation import evaluate
-    from trainer.llm import EmbeddedLLMProcess
     from trainer.rollout import RolloutConfig
     from trainer.template import TemplateError, check_template
-    from trainer.train import probe_endpoints, resolve_endpoints
+    from trainer.train import probe_endpoints, start_endpoints
 
     settings = _settings_from(args)
     setup_logging(settings.log_level, console)
@@ -152,10 +151,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
         tasks = {"train": splits.train, "val": splits.val, "test": splits.test,
                  "all": splits.train + splits.val + splits.test}[args.split]  # fmt: skip
     with ExitStack() as stack:
-        embedded_url = None
-        if settings.uses_embedded_llm:
-            embedded_url = stack.enter_context(EmbeddedLLMProcess(settings, settings.output_dir / "llm.log")).base_url
-        endpoints = resolve_endpoints(settings, embedded_url)
+        endpoints = start_endpoints(settings, stack)
         probe_endpoints(endpoints)
         concurrency = settings.embedded_llm_parallel if settings.uses_embedded_llm else 4
         result = evaluate(template, tasks, RolloutConfig(model=endpoints.agent), concurrency)

@@ -20,10 +20,10 @@ from contextlib import ExitStack
 from types import FrameType
 
 from trainer.config import ConfigError, Settings
-from trainer.llm import EmbeddedLLMProcess, probe_chat
+from trainer.llm import probe_chat
 from trainer.rollout import RolloutConfig, RunLedgers
 from trainer.store import check_store
-from trainer.train import resolve_endpoints
+from trainer.train import start_endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,7 @@ def run_runners(settings: Settings) -> None:
 
     quiet_libraries()
     with ExitStack() as stack:
-        embedded_url = None
-        if settings.uses_embedded_llm:
-            llm = stack.enter_context(EmbeddedLLMProcess(settings, settings.output_dir / "llm.log"))
-            embedded_url = llm.base_url
-        endpoints = resolve_endpoints(settings, embedded_url)
+        endpoints = start_endpoints(settings, stack)
         probe_chat(endpoints.agent.base_url, endpoints.agent.model, endpoints.agent.api_key)
         collector = collector_endpoint()
         agent = make_rollout(

@@ -120,6 +120,15 @@ def resolve_endpoints(settings: Settings, embedded_url: str | None) -> Endpoints
     )
 
 
+def start_endpoints(settings: Settings, stack: ExitStack) -> Endpoints:
+    """The endpoints of these settings, starting the embedded model (stopped with ``stack``) if they
+    name no model server."""
+    embedded_url = None
+    if settings.uses_embedded_llm:
+        embedded_url = stack.enter_context(EmbeddedLLMProcess(settings, settings.output_dir / "llm.log")).base_url
+    return resolve_endpoints(settings, embedded_url)
+
+
 def probe_endpoints(endpoints: Endpoints) -> None:
     probe_chat(endpoints.agent.base_url, endpoints.agent.model, endpoints.agent.api_key)
     if (endpoints.optimizer_url, endpoints.gradient_model) != (endpoints.agent.base_url, endpoints.agent.model):
@@ -139,11 +148,7 @@ def dry_run(settings: Settings, console: Console) -> dict[str, Any]:
     if settings.store_url:
         check_store(settings.store_url)
     with ExitStack() as stack:
-        embedded_url = None
-        if settings.uses_embedded_llm:
-            llm = stack.enter_context(EmbeddedLLMProcess(settings, settings.output_dir / "llm.log"))
-            embedded_url = llm.base_url
-        endpoints = resolve_endpoints(settings, embedded_url)
+        endpoints = start_endpoints(settings, stack)
         probe_endpoints(endpoints)
     plan = {
         "algorithm": settings.algorithm,
@@ -205,11 +210,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
     random.seed(settings.seed)  # APO samples parents and batches with the global generator
 
     with ExitStack() as stack:
-        embedded_url = None
-        if settings.uses_embedded_llm:
-            llm = stack.enter_context(EmbeddedLLMProcess(settings, out / "llm.log"))
-            embedded_url = llm.base_url
-        endpoints = resolve_endpoints(settings, embedded_url)
+        endpoints = start_endpoints(settings, stack)
         probe_endpoints(endpoints)
 
         prompts = stack.enter_context(PromptManager(out / PROMPT_DB))
