@@ -7,9 +7,12 @@ Figures:
   every service ready (healthy, or started for the distroless ones);
 - wall time of a training in the stack (`up -d train` to its exit), at the default sizes unless
   --quick (the tests' tiny configuration);
-- peak memory per service over the whole run: the kernel's own high-water mark of each
-  container's memory cgroup (cgroup v1 ``memory.max_usage_in_bytes`` or v2 ``memory.peak``), read
-  every second while the container runs, since the cgroup goes away with the container.
+- peak memory per service over the whole run, three ways, read every second while each container
+  runs (its cgroup goes away with it): anonymous memory (RSS: heaps, the model's KV cache), the
+  working set (usage minus inactive page cache, what ``docker stats`` shows; the model file mapped
+  by llama.cpp is active cache), both sampled, and the cgroup's own high-water mark (cgroup v1
+  ``memory.max_usage_in_bytes`` / v2 ``memory.peak``), which counts page cache too and so sits at
+  the limit for anything that reads big files; plus OOM kills, if any.
 
 Needs a Docker engine and Compose v2 (see README, Docker Compose). Runs in a private compose project
 on free loopback ports and removes it (``down -v``) at the end. Grafana is not started (no image here).
@@ -21,24 +24,56 @@ import argparse
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.stack import BUILD_IMAGES, REPO, TINY_TRAINING, Stack, engine_problem, parse_env_lines
 
-CGROUP_FILES = (
-    "/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes",  # cgroup v1
-    "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak",  # cgroup v2, systemd driver
-    "/sys/fs/cgroup/docker/{id}/memory.peak",  # cgroup v2, cgroupfs driver
+CGROUP_DIRS = (
+    "/sys/fs/cgroup/memory/docker/{id}",  # cgroup v1
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope",  # cgroup v2, systemd driver
+    "/sys/fs/cgroup/docker/{id}",  # cgroup v2, cgroupfs driver
 )
 
 
+@dataclass
+class Memory:
+    working_set: int = 0  # peak of the samples
+    rss: int = 0  # anonymous memory (heap, KV cache...), peak of the samples
+    high_water: int = 0
+    oom_kills: int = 0
+
+
+def read_cgroup(directory: Path) -> Memory | None:
+    """One sample of a container's memory cgroup; None if it is gone (or not this layout)."""
+    try:
+        if (directory / "memory.max_usage_in_bytes").exists():  # v1
+            usage = int((directory / "memory.usage_in_bytes").read_text())
+            high = int((directory / "memory.max_usage_in_bytes").read_text())
+            stat = _keyed(directory / "memory.stat")
+            oom = _keyed(directory / "memory.oom_control").get("oom_kill", 0)
+            return Memory(usage - stat.get("total_inactive_file", 0), stat.get("total_rss", 0), high, oom)
+        usage = int((directory / "memory.current").read_text())  # v2
+        high = int((directory / "memory.peak").read_text())
+        stat = _keyed(directory / "memory.stat")
+        oom = _keyed(directory / "memory.events").get("oom_kill", 0)
+        return Memory(usage - stat.get("inactive_file", 0), stat.get("anon", 0), high, oom)
+    except (OSError, ValueError):
+        return None
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    pairs = (line.split() for line in path.read_text().splitlines())
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].isdigit()}
+
+
 class PeakMemory:
-    """Polls the memory high-water mark of every container of a compose project."""
+    """Polls the memory cgroup of every container of a compose project."""
 
     def __init__(self, project: str, interval: float = 1.0) -> None:
         self.project = project
         self.interval = interval
-        self.peaks: dict[str, int] = {}  # service -> bytes (the largest of its containers)
+        self.peaks: dict[str, Memory] = {}  # service -> the largest of its containers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
 
@@ -61,12 +96,15 @@ class PeakMemory:
     def _run(self) -> None:
         while not self._stop.is_set():
             for cid, service in self._containers().items():
-                for pattern in CGROUP_FILES:
-                    try:
-                        value = int(Path(pattern.format(id=cid)).read_text().strip())
-                    except (OSError, ValueError):
+                for pattern in CGROUP_DIRS:
+                    sample = read_cgroup(Path(pattern.format(id=cid)))
+                    if sample is None:
                         continue
-                    self.peaks[service] = max(self.peaks.get(service, 0), value)
+                    peak = self.peaks.setdefault(service, Memory())
+                    peak.working_set = max(peak.working_set, sample.working_set)
+                    peak.rss = max(peak.rss, sample.rss)
+                    peak.high_water = max(peak.high_water, sample.high_water)
+                    peak.oom_kills = max(peak.oom_kills, sample.oom_kills)
                     break
             self._stop.wait(self.interval)
 
@@ -107,9 +145,13 @@ def main() -> None:
                 print(stack.run("logs", "--no-color", "--tail", "40", "train", check=False).stdout)
         finally:
             stack.down()
-    print("peak memory per service (cgroup high-water mark):")
-    for service, peak in sorted(memory.peaks.items(), key=lambda item: -item[1]):
-        print(f"  {service:12} {peak / 2**20:8.0f} MiB")
+    print("peak memory per service, MiB: anonymous (RSS) / working set (docker stats) / high-water mark (with cache)")
+    mib = 2**20
+    for service, peak in sorted(memory.peaks.items(), key=lambda item: -item[1].rss):
+        oom = f", {peak.oom_kills} OOM kills" if peak.oom_kills else ""
+        print(
+            f"  {service:16} {peak.rss / mib:6.0f} / {peak.working_set / mib:6.0f} / {peak.high_water / mib:6.0f}{oom}"
+        )
 
 
 if __name__ == "__main__":

@@ -223,6 +223,7 @@ def cmd_llm(args: argparse.Namespace, console: Console) -> int:
         parallel=args.parallel or settings.embedded_llm_parallel,
         ctx=args.ctx or settings.embedded_llm_ctx,
         threads=args.threads or settings.embedded_llm_threads,
+        cache_ram_mib=args.cache_ram if args.cache_ram is not None else settings.embedded_llm_cache_ram,
     ) as llm:
         logger.info("serving %s at %s (OpenAI API); stop with Ctrl-C", llm.model_name, llm.base_url)
         stop.wait()
@@ -313,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument("--parallel", type=int)
     llm.add_argument("--ctx", type=int)
     llm.add_argument("--threads", type=int)
+    llm.add_argument("--cache-ram", type=int, help="MiB for the prompt cache (0 = off)")
     llm.set_defaults(func=cmd_llm)
 
     dash = sub.add_parser("store-dashboard", help="serve the store's dashboard read-only (GET only)")

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     embedded_llm_threads: int = Field(
         max(1, os.cpu_count() or 1), ge=1, description="CPU threads of the embedded model."
     )
+    embedded_llm_cache_ram: int = Field(
+        256,
+        ge=0,
+        description="MiB of host memory for llama.cpp's prompt cache (0 = off). llama.cpp's own "
+        "default, 8192, grows past a container's memory limit.",
+    )
 
     @field_validator("openai_base_url", "optimizer_base_url", "store_url")
     @classmethod

@@ -62,12 +62,14 @@ class EmbeddedLLM:
         parallel: int = 4,
         ctx: int = 8192,
         threads: int = 2,
+        cache_ram_mib: int = 256,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.parallel = parallel
         self.ctx = ctx
         self.threads = threads
+        self.cache_ram_mib = cache_ram_mib
         self._server: Any = None
 
     @classmethod
@@ -78,6 +80,7 @@ class EmbeddedLLM:
             parallel=settings.embedded_llm_parallel,
             ctx=settings.embedded_llm_ctx,
             threads=settings.embedded_llm_threads,
+            cache_ram_mib=settings.embedded_llm_cache_ram,
         )
 
     @property
@@ -104,6 +107,9 @@ class EmbeddedLLM:
         params.kv_unified = True
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
+        # Prompts evicted from the slots are kept in host memory up to this size; bounded, since
+        # llama.cpp's default (8 GiB) grows until a container's memory limit stops it.
+        params.cache_ram_mib = self.cache_ram_mib
         params.endpoint_metrics = True
         params.verbosity = 0
         started = time.monotonic()
@@ -228,7 +234,7 @@ class EmbeddedLLMProcess:
             sys.executable, "-m", "trainer", "llm", "serve",
             "--host", self.host, "--port", str(self.port),
             "--parallel", str(s.embedded_llm_parallel), "--ctx", str(s.embedded_llm_ctx),
-            "--threads", str(s.embedded_llm_threads),
+            "--threads", str(s.embedded_llm_threads), "--cache-ram", str(s.embedded_llm_cache_ram),
         ]  # fmt: skip
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
