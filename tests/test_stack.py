@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.pipeline import store_spans
 from tests.stack import (
     REPO,
     TINY_TRAINING,
@@ -196,6 +197,7 @@ class Training:
     run_id: str
     summary: dict[str, Any]
     rows: list[dict[str, Any]]
+    store_spans: dict[str, list[Any]]  # rollout id -> its spans in the store, read once after the exit
     wall: float
     downtime: float
     container: str
@@ -229,7 +231,9 @@ def train_with_restart(stack: Stack, restart: str, **env: str) -> Training:
     ledger = read_file(cid, f"/data/outputs/runs/{summary['run_id']}/rollouts.jsonl")
     rows = [json.loads(line) for line in ledger.splitlines() if line.strip()]
     assert len(rows) == summary["rollouts"] > 0, summary
-    return Training(summary["run_id"], summary, rows, wall, downtime, cid)
+    store_url = f"http://{stack.container_ip('store')}:4747"
+    in_store = {row["rollout_id"]: store_spans(store_url, row["rollout_id"]) for row in rows}
+    return Training(summary["run_id"], summary, rows, in_store, wall, downtime, cid)
 
 
 def ledger_counts(stack: Stack) -> dict[str, int]:
@@ -254,15 +258,12 @@ def container_running(cid: str) -> bool:
 
 def spans_lost(stack: Stack, training: Training) -> dict[str, int]:
     """Spans the run's rollouts ended (counted where they were created) minus what each sink holds."""
-    from tests.pipeline import store_spans
-
     rollout_ids = {row["rollout_id"] for row in training.rows}
     exported = sum(row["spans"] for row in training.rows)
-    store_url = f"http://{stack.container_ip('store')}:4747"
-    in_store = 0
-    for row in training.rows:
-        spans = [s for s in store_spans(store_url, row["rollout_id"]) if not s.name.startswith("agentlightning.")]
-        in_store += len(spans)
+    # The reward annotation goes straight into the store, not through the collector: not counted.
+    in_store = sum(
+        1 for spans in training.store_spans.values() for s in spans if not s.name.startswith("agentlightning.")
+    )
 
     def jaeger_count() -> int:
         spans = [span for trace in jaeger_traces(stack.jaeger_url, SERVICE_NAME) for span in trace["spans"]]
@@ -277,14 +278,11 @@ def spans_lost(stack: Stack, training: Training) -> dict[str, int]:
     return {"exported": exported, "store": exported - in_store, "jaeger": exported - in_jaeger}
 
 
-def assert_rewards_in_store(stack: Stack, training: Training) -> None:
+def assert_rewards_in_store(training: Training) -> None:
     from agentlightning.emitter.reward import find_final_reward
 
-    from tests.pipeline import store_spans
-
-    store_url = f"http://{stack.container_ip('store')}:4747"
     for row in training.rows:
-        spans = store_spans(store_url, row["rollout_id"])
+        spans = training.store_spans[row["rollout_id"]]
         assert find_final_reward(spans) == row["reward"], row["rollout_id"]
         assert any(s.name == "math_rollout" for s in spans), row["rollout_id"]
 
@@ -308,7 +306,7 @@ def test_training_through_the_stack_survives_a_collector_restart(stack: Stack) -
     assert best.strip(), "best_prompt.txt is empty"
     assert training.summary["best_prompt_version"], training.summary
     assert training.summary["tracing"] == "collector http://collector:4318", training.summary["tracing"]
-    assert_rewards_in_store(stack, training)
+    assert_rewards_in_store(training)
 
     # Traces of service apo-trainer in Jaeger (published loopback port), with rollout ids.
     assert SERVICE_NAME in jaeger_services(stack.jaeger_url)
@@ -356,7 +354,7 @@ def test_two_runner_containers_do_the_rollouts_and_a_jaeger_restart_loses_nothin
     assert all(count > 0 for count in per_container.values()), per_container
     assert lost == {"exported": lost["exported"], "store": 0, "jaeger": 0}
     assert training.summary["apo_span_reads"]["incomplete"] == 0
-    assert_rewards_in_store(stack, training)
+    assert_rewards_in_store(training)
     # Runners are long-lived: still serving after the training ended.
     assert all(container_running(cid) for cid in runners)
 
