@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 
 from tests.trainer_process import clean_env as trainer_env
-from trainer.llm import free_port
+from trainer.serving.probes import free_port
 
 
 def clean_env(**extra: str) -> dict[str, str]:

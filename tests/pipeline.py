@@ -56,7 +56,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
-from trainer.llm import free_port
+from trainer.serving.probes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN_DIR = REPO / ".cache" / "bin"

@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from tests.pipeline import HOST, REPO, ManagedProcess, wait_until
-from trainer.llm import free_port
+from trainer.serving.probes import free_port
 
 PROMETHEUS_BIN = Path(os.environ.get("PROMETHEUS_BIN", "/usr/bin/prometheus"))
 PROMTOOL_BIN = Path(os.environ.get("PROMTOOL_BIN", "/usr/bin/promtool"))

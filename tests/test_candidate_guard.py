@@ -1,4 +1,4 @@
-"""Tests for trainer.candidate_guard: which APO candidates are rejected before any rollout."""
+"""Tests for trainer.apo.guard: which APO candidates are rejected before any rollout."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.candidate_guard import GuardLimits, normalize, rejection_reason
+from trainer.apo.guard import GuardLimits, normalize, rejection_reason
 
 LIMITS = GuardLimits(max_chars=4000, max_growth=4.0, growth_floor=1000)
 SEED = "You solve math word problems. End with: The answer is <number>."

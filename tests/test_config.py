@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from trainer.agent.template import check_template
 from trainer.config import DEFAULT_SEED_PROMPT, EMBEDDED_MODEL_NAME, ConfigError, Settings, load_settings
-from trainer.template import check_template
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-DO-NOT-LEAK-4f9c2e7a1b"

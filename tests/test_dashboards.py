@@ -328,7 +328,7 @@ class Traffic:
     def _trace(self, sender: SpanSender, rollout_id: str, attempt_id: str, status: str) -> None:
         tracer = sender.tracer
         ids = {ROLLOUT_ATTR: rollout_id, ATTEMPT_ATTR: attempt_id}
-        # As trainer/rollout.py: the rollout's outcome is the root's `trainer.status` attribute.
+        # As trainer/training/rollout.py: the rollout's outcome is the root's `trainer.status` attribute.
         root = tracer.start_span("math_rollout", attributes={**ids, "trainer.status": status, "trainer.reward": 0.0})
         root_ctx = trace_api.set_span_in_context(root)
         agent = tracer.start_span(

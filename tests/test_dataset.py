@@ -1,4 +1,4 @@
-"""Tests of trainer.dataset: canonical numbers, the problem generator, JSONL loading and splits."""
+"""Tests of trainer.data: canonical numbers, the problem generator, JSONL loading and splits."""
 
 from __future__ import annotations
 
@@ -20,17 +20,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from trainer.dataset import (  # noqa: E402
-    KINDS,
-    DatasetError,
-    MathTask,
-    Splits,
-    canonical_number,
-    generate_problems,
-    load_jsonl,
-    load_splits,
-    split_tasks,
-)
+from trainer.data import DatasetError  # noqa: E402
+from trainer.data.jsonl import load_jsonl  # noqa: E402
+from trainer.data.numbers import canonical_number  # noqa: E402
+from trainer.data.problems import KINDS, MathTask, generate_problems  # noqa: E402
+from trainer.data.splits import Splits, load_splits, split_tasks  # noqa: E402
 
 CANONICAL_RE = re.compile(r"-?(0|[1-9]\d*)(\.\d*[1-9])?")
 NUMBER_IN_TEXT_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")

@@ -1,4 +1,4 @@
-"""Tests of trainer.grader: answer extraction rules and grading tolerance."""
+"""Tests of trainer.agent.grader: answer extraction rules and grading tolerance."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from trainer.dataset import canonical_number, generate_problems  # noqa: E402
-from trainer.grader import TOLERANCE, Grade, extract_answer, grade  # noqa: E402
+from trainer.agent.grader import TOLERANCE, Grade, extract_answer, grade  # noqa: E402
+from trainer.data.numbers import canonical_number  # noqa: E402
+from trainer.data.problems import generate_problems  # noqa: E402
 
 F = Fraction
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from trainer.llm import free_port
-from trainer.metrics import LedgerFollower, MetricsServer, TrainerMetrics
+from trainer.serving.probes import free_port
+from trainer.telemetry.metrics import LedgerFollower, MetricsServer, TrainerMetrics
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 

@@ -1,4 +1,4 @@
-"""Tests for trainer.optimizer_client: the bounded, retrying, token-counting client APO calls.
+"""Tests for trainer.apo.optimizer_llm: the bounded, retrying, token-counting client APO calls.
 
 The client under test wraps a real ``openai.AsyncOpenAI`` talking HTTP to a fake OpenAI-compatible
 server on 127.0.0.1 (tests/fake_openai.py), so request bodies, status codes and error bodies go
@@ -28,7 +28,7 @@ from tests.fake_openai import (
     closed_port,
     error_body,
 )
-from trainer.optimizer_client import BoundedChatClient, UsageLedger, optimizer_role
+from trainer.apo.optimizer_llm import BoundedChatClient, UsageLedger, optimizer_role
 
 MODEL = "critic-model"
 MESSAGES = [{"role": "user", "content": "Improve this prompt: You solve math problems."}]

@@ -1,4 +1,4 @@
-"""Tests for trainer.prompt_manager: the SQLite prompt-version store."""
+"""Tests for trainer.records.prompt_db: the SQLite prompt-version store."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from trainer.prompt_manager import (  # noqa: E402
+from trainer.records.prompt_db import (  # noqa: E402
     SCHEMA_VERSION,
     PromptManager,
     PromptStoreError,
@@ -471,7 +471,7 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from trainer.prompt_manager import PromptManager
+    from trainer.records.prompt_db import PromptManager
 
     pm = PromptManager(Path(sys.argv[1]))
     pm.start_run("crash", "apo", {})
@@ -546,7 +546,7 @@ _DIE_MID_TRANSACTION = textwrap.dedent(
     import os
     import sys
     from pathlib import Path
-    from trainer.prompt_manager import PromptManager
+    from trainer.records.prompt_db import PromptManager
 
     pm = PromptManager(Path(sys.argv[1]))
 

@@ -1,4 +1,4 @@
-"""Tests for trainer.report: reward-curve points, the PNG, summary.json and the summary table."""
+"""Tests for trainer.records.report: reward-curve points, the PNG, summary.json and the summary table."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from trainer.prompt_manager import PromptManager, PromptRecord
-from trainer.report import CURVE_FILE, SUMMARY_FILE, curve_points, print_summary, render_run_report, write_summary
+from trainer.records.prompt_db import PromptManager, PromptRecord
+from trainer.records.report import (
+    CURVE_FILE,
+    SUMMARY_FILE,
+    curve_points,
+    print_summary,
+    render_run_report,
+    write_summary,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN = "20250101-000000-abcd"

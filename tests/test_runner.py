@@ -24,11 +24,11 @@ from tests.fake_openai import closed_port
 from tests.pipeline import agl_store
 from tests.trainer_process import TINY, clean_env, run_trainer
 from trainer.config import ConfigError, Settings
-from trainer.dataset import MathTask
-from trainer.llm import EmbeddedLLM
-from trainer.rollout import RunLedgers
-from trainer.runner import check_runner_settings
-from trainer.train import for_run, new_run_id
+from trainer.data.problems import MathTask
+from trainer.records.ledger import RunLedgers
+from trainer.serving.embedded_llm import EmbeddedLLM
+from trainer.training.runner import check_runner_settings
+from trainer.training.train import for_run, new_run_id
 
 TASK: MathTask = {"id": "t1", "question": "What is 1 + 1?", "answer": "2", "kind": "add", "difficulty": 1}
 

@@ -1,4 +1,4 @@
-"""Tests for trainer.stats: Wilson intervals and the exact paired McNemar test."""
+"""Tests for trainer.records.stats: Wilson intervals and the exact paired McNemar test."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.stats import SIGNIFICANCE, PairedComparison, Score, mcnemar_exact, paired, wilson
+from trainer.records.stats import SIGNIFICANCE, PairedComparison, Score, mcnemar_exact, paired, wilson
 
 # -- Wilson interval -----------------------------------------------------------------------------
 

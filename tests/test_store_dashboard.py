@@ -16,7 +16,7 @@ import pytest
 from tests.fake_openai import closed_port
 from tests.pipeline import StoreServer, agl_store, store_statistics
 from tests.trainer_process import clean_env
-from trainer.store_dashboard import ReadOnlyProxy
+from trainer.serving.store_dashboard import ReadOnlyProxy
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -1,4 +1,4 @@
-"""Tests for trainer.template: what a prompt template may contain and how it renders."""
+"""Tests for trainer.agent.template: what a prompt template may contain and how it renders."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from trainer.template import TEMPLATE_FIELDS, TemplateError, check_template, render_prompt
+from trainer.agent.template import TEMPLATE_FIELDS, TemplateError, check_template, render_prompt
 
 TASK = {"id": "t-1", "question": "What is 2 + 2?", "answer": "4", "kind": "add", "difficulty": 1}
 SENTINEL = "SENTINEL-ANSWER-913"  # an answer that can appear nowhere else

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from tests.trainer_process import TINY, clean_env, run_trainer
-from trainer.llm import free_port
-from trainer.prompt_manager import PromptManager
-from trainer.stats import wilson
+from trainer.records.prompt_db import PromptManager
+from trainer.records.stats import wilson
+from trainer.serving.probes import free_port
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -87,7 +87,7 @@ def _store_rollouts(store_url: str) -> list[tuple[Any, list[Any]]]:
 def test_every_rollout_reached_the_store_with_reward_and_spans(trained: dict[str, Any]) -> None:
     from agentlightning.emitter.reward import find_final_reward
 
-    from trainer.tracing import ROLLOUT_SPAN_NAME
+    from trainer.telemetry.spans import ROLLOUT_SPAN_NAME
 
     rollouts = _store_rollouts(trained["store_url"])
     ledger = [json.loads(line) for line in (trained["out"] / "runs" / trained["summary"]["run_id"]

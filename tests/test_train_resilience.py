@@ -23,7 +23,7 @@ import pytest
 from tests.fake_openai import CONTEXT_OVERFLOW, OVERLOADED, FakeOpenAI, Reply, chat_completion
 from tests.trainer_process import TINY, assert_critique_shows_conversations, clean_env, run_trainer
 from trainer.config import DEFAULT_SEED_PROMPT
-from trainer.prompt_manager import PromptManager
+from trainer.records.prompt_db import PromptManager
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 

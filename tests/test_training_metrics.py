@@ -18,7 +18,7 @@ from tests.prometheus_server import hostport, prometheus
 from tests.test_dashboards import _has_finite, training_panel_exprs
 from tests.test_pipeline_training import ScriptedOptimizer
 from tests.trainer_process import TINY, run_trainer
-from trainer.llm import free_port
+from trainer.serving.probes import free_port
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 

@@ -62,7 +62,7 @@ def assert_critique_shows_conversations(critique: dict[str, Any], out: Path, run
     assert train_rows, "no successful train rollout to critique"
     shown = [r for r in train_rows if len(_fragment(r["reply"])) >= 8 and _fragment(r["reply"]) in text]
     assert shown, "none of the agent's answers reached the critique"
-    from trainer.dataset import load_splits
+    from trainer.data.splits import load_splits
 
     splits = load_splits(None, 4, 6, 6, 11)
     questions = {t["id"]: t["question"] for t in splits.train}

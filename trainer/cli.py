@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trainer.config import CLI_FLAGS, ConfigError, Settings, load_settings
+from trainer.logs import setup_logging
 
 logger = logging.getLogger("trainer")
 
@@ -42,45 +42,6 @@ TRAIN_FLAGS: list[tuple[str, str, Any, str]] = [
     (CLI_FLAGS["log_level"], "log_level", str, "DEBUG, INFO, WARNING or ERROR"),
 ]
 
-NOISY_LOGGERS = (
-    "httpx",
-    "httpx2",
-    "agentlightning",
-    "LiteLLM",
-    "LiteLLM Proxy",
-    "LiteLLM Router",
-    "uvicorn",
-    "openai",
-    "agno",
-    "opentelemetry",
-)
-
-
-def setup_logging(level: str, console: Console) -> None:
-    handler: logging.Handler
-    if console.is_terminal:
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    quiet_libraries()
-
-
-def quiet_libraries() -> None:
-    """Libraries log one line per HTTP request or rollout at INFO; operators want our events only.
-
-    Called again after importing Agent Lightning, because litellm resets its loggers on import.
-    """
-    quiet = logging.DEBUG if logging.getLogger().level == logging.DEBUG else logging.WARNING
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(quiet)
-
 
 def _settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {field: getattr(args, field, None) for _, field, _, _ in TRAIN_FLAGS}
@@ -89,7 +50,7 @@ def _settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
-    from trainer.train import dry_run, train
+    from trainer.training.train import dry_run, train
 
     settings = _settings_from(args, resume=True if args.resume else None)
     setup_logging(settings.log_level, console)
@@ -101,7 +62,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_runner(args: argparse.Namespace, console: Console) -> int:
-    from trainer.runner import run_runners
+    from trainer.training.runner import run_runners
 
     settings = _settings_from(args)
     setup_logging(settings.log_level, console)
@@ -116,7 +77,7 @@ def _load_prompt_arg(ref: str, settings: Settings) -> tuple[str, str]:
         if not text:
             raise ConfigError(f"--prompt: {path} is empty")
         return text, str(path)
-    from trainer.prompt_manager import PromptManager
+    from trainer.records.prompt_db import PromptManager
 
     db = settings.output_dir / "prompts.db"
     if not db.exists():
@@ -129,11 +90,12 @@ def _load_prompt_arg(ref: str, settings: Settings) -> tuple[str, str]:
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from contextlib import ExitStack
 
-    from trainer.dataset import load_jsonl, load_splits
-    from trainer.evaluation import evaluate
-    from trainer.rollout import RolloutConfig
-    from trainer.template import TemplateError, check_template
-    from trainer.train import probe_endpoints, start_endpoints
+    from trainer.agent.solve import RolloutConfig
+    from trainer.agent.template import TemplateError, check_template
+    from trainer.data.jsonl import load_jsonl
+    from trainer.data.splits import load_splits
+    from trainer.serving.endpoints import probe_endpoints, start_endpoints
+    from trainer.training.evaluation import evaluate
 
     settings = _settings_from(args)
     setup_logging(settings.log_level, console)
@@ -171,7 +133,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
 def cmd_prompts(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
-    from trainer.prompt_manager import PromptManager
+    from trainer.records.prompt_db import PromptManager
 
     settings = _settings_from(args)
     db = settings.output_dir / "prompts.db"
@@ -210,7 +172,7 @@ def cmd_llm(args: argparse.Namespace, console: Console) -> int:
     import signal
     import threading
 
-    from trainer.llm import EmbeddedLLM
+    from trainer.serving.embedded_llm import EmbeddedLLM
 
     settings = load_settings()
     setup_logging(settings.log_level, console)
@@ -233,7 +195,7 @@ def cmd_llm(args: argparse.Namespace, console: Console) -> int:
 def cmd_store_dashboard(args: argparse.Namespace, console: Console) -> int:
     import signal
 
-    from trainer.store_dashboard import ReadOnlyProxy
+    from trainer.serving.store_dashboard import ReadOnlyProxy
 
     settings = _settings_from(args)
     setup_logging(settings.log_level, console)
@@ -255,8 +217,8 @@ def cmd_store_dashboard(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from trainer.prompt_manager import PromptManager
-    from trainer.report import render_run_report
+    from trainer.records.prompt_db import PromptManager
+    from trainer.records.report import render_run_report
 
     settings = _settings_from(args)
     db = settings.output_dir / "prompts.db"
@@ -331,10 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from trainer.dataset import DatasetError
-    from trainer.llm import LLMError
-    from trainer.prompt_manager import PromptStoreError
-    from trainer.store import StoreUnreachable
+    from trainer.data import DatasetError
+    from trainer.records.prompt_db import PromptStoreError
+    from trainer.serving.probes import LLMError, StoreUnreachable
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)

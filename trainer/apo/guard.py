@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from trainer.template import TemplateError, check_template
+from trainer.agent.template import TemplateError, check_template
 
 
 def normalize(template: str) -> str:

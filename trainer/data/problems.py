@@ -1,27 +1,10 @@
-"""Math word problems for the agent: canonical answers, generation, JSONL loading and splits.
+"""Math word problems: the task type and a seeded generator of problems with exact answers.
 
 Tasks
 -----
 A task is a :class:`MathTask`: a plain ``dict`` (it travels as JSON through Agent Lightning's HTTP
 store) with the keys ``id``, ``question``, ``answer``, ``kind`` and ``difficulty``.
-
-``answer`` is always a *canonical decimal string* (:func:`canonical_number`):
-
-* an optional ``-``, the integer part without leading zeros or separators and, only when the value
-  is not whole, a ``.`` and the fractional digits without trailing zeros: ``"42"``, ``"-7"``,
-  ``"12.5"``, ``"0.75"``; zero is ``"0"`` (never ``"-0"``), and there is never an exponent;
-* exact: it is computed with integers and :class:`~fractions.Fraction`, never through float
-  arithmetic, so ``"0.3"`` and never ``"0.30000000000000004"``;
-* a value without a terminating decimal expansion (``1/3``) has no canonical form and is rejected.
-
-Numbers :func:`canonical_number` accepts:
-
-* ints, and finite floats read as their shortest ``repr`` (so the JSON ``0.1`` is exactly ``0.1``);
-* strings, surrounding whitespace ignored, holding an optional sign (``-``, ``+``, or U+2212 MINUS
-  SIGN) and either a decimal (``"42"``, ``"-3.5"``, ``".5"``, ``"3."``) with optional thousands
-  separators in groups of exactly three (``"1,234,567"``; ``"1,23"`` is rejected as ambiguous), or
-  a simple fraction of integers (``"3/4"`` -> ``"0.75"``);
-* nothing else: booleans, NaN, infinities, exponents, currency and percent signs are rejected.
+``answer`` is always a canonical decimal string (:mod:`trainer.data.numbers`).
 
 Generated problems (:func:`generate_problems`)
 ----------------------------------------------
@@ -40,58 +23,20 @@ Generated problems (:func:`generate_problems`)
   ``unit_price``.
 * Every answer is non-negative and has at most two decimal places; problems that would break this
   are redrawn, never rounded.
-
-JSONL files (:func:`load_jsonl`)
---------------------------------
-* UTF-8 (a leading byte-order mark is ignored); one JSON object per line; blank lines are skipped
-  but still counted, so line numbers in errors match what an editor shows.
-* ``question``: required, a non-empty string (surrounding whitespace is stripped).
-* ``answer``: required, a number or a string. A string containing ``####`` is GSM8K style and only
-  the text after the last ``####`` counts. The result must be a number :func:`canonical_number`
-  accepts and must have an exact decimal form.
-* ``id``: optional non-empty string or integer; defaults to ``f"{file stem}-{line number}"``.
-  Ids must be unique within the file.
-* ``kind``: optional non-empty string, default ``"custom"``. ``difficulty``: optional non-negative
-  integer, default ``0``. Other keys are ignored.
-* Every problem raises :class:`DatasetError` with ``"<path>:<line>: <what is wrong>"``; a missing,
-  unreadable or empty file raises it with the path.
-
-Splits (:func:`split_tasks`, :func:`load_splits`)
--------------------------------------------------
-Tasks are shuffled with ``random.Random(seed)`` and sliced into train, val and test, in that order,
-so the splits are disjoint and reproducible; tasks beyond the three sizes are left out. Each size
-must be at least 1 and their sum at most the number of tasks. Without a dataset file exactly
-``train + val + test`` problems are generated with the same seed.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Final, NotRequired, TypedDict
 
-__all__ = [
-    "DIFFICULTIES",
-    "KINDS",
-    "DatasetError",
-    "MathTask",
-    "Splits",
-    "canonical_number",
-    "generate_problems",
-    "load_jsonl",
-    "load_splits",
-    "split_tasks",
-]
+from trainer.data import DatasetError
+from trainer.data.numbers import format_decimal
 
-
-class DatasetError(ValueError):
-    """A dataset cannot be generated, loaded or split; the message is written for the user."""
+__all__ = ["DIFFICULTIES", "KINDS", "MathTask", "generate_problems"]
 
 
 class MathTask(TypedDict):
@@ -107,15 +52,6 @@ class MathTask(TypedDict):
     run_id: NotRequired[str]
 
 
-@dataclass(frozen=True)
-class Splits:
-    """Disjoint train/val/test task lists."""
-
-    train: list[MathTask]
-    val: list[MathTask]
-    test: list[MathTask]
-
-
 KINDS: Final[tuple[str, ...]] = (
     "add",
     "subtract",
@@ -127,86 +63,6 @@ KINDS: Final[tuple[str, ...]] = (
     "unit_price",
 )
 DIFFICULTIES: Final[tuple[int, ...]] = (1, 2, 3)
-
-# --------------------------------------------------------------------------------------------------
-# Canonical numbers
-# --------------------------------------------------------------------------------------------------
-
-_MINUS_SIGNS: Final = frozenset("-\u2212")
-_DECIMAL_RE: Final = re.compile(r"(?P<int>\d{1,3}(?:,\d{3})+|\d+)?(?:\.(?P<frac>\d*))?")
-_FRACTION_RE: Final = re.compile(r"(?P<num>\d+)\s*/\s*(?P<den>\d+)")
-
-
-def _parse_text(text: str) -> Fraction:
-    body = text.strip()
-    negative = False
-    if body[:1] in ("-", "+", "\u2212"):
-        negative = body[0] in _MINUS_SIGNS
-        body = body[1:]
-    value: Fraction
-    if (frac_match := _FRACTION_RE.fullmatch(body)) is not None:
-        denominator = int(frac_match["den"])
-        if denominator == 0:
-            raise ValueError(f"zero denominator: {text!r}")
-        value = Fraction(int(frac_match["num"]), denominator)
-    else:
-        match = _DECIMAL_RE.fullmatch(body)
-        # The pattern also matches "" and "." : a number needs at least one digit.
-        if match is None or not any(ch.isdigit() for ch in body):
-            raise ValueError(f"not a number: {text!r}")
-        digits = match["frac"] or ""
-        whole = int((match["int"] or "0").replace(",", ""))
-        scale = 10 ** len(digits)
-        value = Fraction(whole * scale + int(digits or "0"), scale)
-    return -value if negative else value
-
-
-def _to_fraction(value: object) -> Fraction:
-    # bool is an int subclass, but `"answer": true` is a data error, not the number 1.
-    if isinstance(value, bool):
-        raise ValueError(f"not a number: {value!r}")
-    if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"not a number: {value!r}")
-        # repr is the shortest string that round-trips, i.e. the decimal the JSON file spelled;
-        # Fraction(value) would be the binary approximation (0.1 -> 3602879701896397/2**55).
-        return Fraction(repr(value))
-    if isinstance(value, str):
-        return _parse_text(value)
-    raise ValueError(f"not a number: {value!r}")
-
-
-def _format_decimal(value: Fraction) -> str:
-    denominator = value.denominator
-    twos = fives = 0
-    while denominator % 2 == 0:
-        denominator //= 2
-        twos += 1
-    while denominator % 5 == 0:
-        denominator //= 5
-        fives += 1
-    if denominator != 1:
-        raise ValueError(f"{value} has no exact decimal representation")
-    # The smallest power of ten the denominator divides leaves no trailing zeros to strip.
-    places = max(twos, fives)
-    scaled = abs(value.numerator) * 10**places // value.denominator
-    sign = "-" if value < 0 else ""
-    if places == 0:
-        return f"{sign}{scaled}"
-    digits = str(scaled).rjust(places + 1, "0")
-    return f"{sign}{digits[:-places]}.{digits[-places:]}"
-
-
-def canonical_number(value: str | int | float) -> str:
-    """The canonical decimal string of ``value`` (rules in the module docstring).
-
-    Raises:
-        ValueError: ``value`` is not a number, or has no terminating decimal expansion.
-    """
-    return _format_decimal(_to_fraction(value))
-
 
 # --------------------------------------------------------------------------------------------------
 # Generated problems
@@ -239,7 +95,7 @@ def _num(value: int | Fraction) -> str:
     value = Fraction(value)
     if value.denominator == 1:
         return f"{value.numerator:,}"
-    whole, _, digits = _format_decimal(value).partition(".")
+    whole, _, digits = format_decimal(value).partition(".")
     return f"{int(whole):,}.{digits}"
 
 
@@ -666,164 +522,9 @@ def generate_problems(n: int, seed: int, difficulties: Sequence[int] = DIFFICULT
             MathTask(
                 id=f"gen-{seed}-{i}",
                 question=question,
-                answer=_format_decimal(answer),
+                answer=format_decimal(answer),
                 kind=kind,
                 difficulty=level,
             )
         )
     return tasks
-
-
-# --------------------------------------------------------------------------------------------------
-# JSONL files
-# --------------------------------------------------------------------------------------------------
-
-_BOM: Final = b"\xef\xbb\xbf"
-
-
-def _answer_of(raw: object) -> str:
-    """The canonical answer of a JSONL ``answer`` value; ValueError says what is wrong."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ValueError(f'"answer" must be a number or a string, got {type(raw).__name__}: {raw!r}')
-    final = raw.rsplit("####", 1)[1].strip() if isinstance(raw, str) and "####" in raw else raw
-    try:
-        value = _to_fraction(final)
-    except ValueError:
-        raise ValueError(f'"answer" is not a number: {final!r}') from None
-    try:
-        return _format_decimal(value)
-    except ValueError:
-        raise ValueError(f'"answer" {final!r} has no exact decimal representation') from None
-
-
-def _task_of(record: object, path: Path, line: int) -> MathTask:
-    """The task of one decoded line; ValueError says what is wrong."""
-    if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-    if "question" not in record:
-        raise ValueError('missing "question"')
-    question = record["question"]
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError(f'"question" must be a non-empty string, got {question!r}')
-    if "answer" not in record:
-        raise ValueError('missing "answer"')
-    answer = _answer_of(record["answer"])
-
-    task_id = record.get("id", f"{path.stem}-{line}")
-    if isinstance(task_id, int) and not isinstance(task_id, bool):
-        task_id = str(task_id)
-    if not isinstance(task_id, str) or not task_id.strip():
-        raise ValueError(f'"id" must be a non-empty string or an integer, got {task_id!r}')
-    kind = record.get("kind", "custom")
-    if not isinstance(kind, str) or not kind.strip():
-        raise ValueError(f'"kind" must be a non-empty string, got {kind!r}')
-    difficulty = record.get("difficulty", 0)
-    if isinstance(difficulty, bool) or not isinstance(difficulty, int) or difficulty < 0:
-        raise ValueError(f'"difficulty" must be a non-negative integer, got {difficulty!r}')
-    return MathTask(id=task_id, question=question.strip(), answer=answer, kind=kind, difficulty=difficulty)
-
-
-def load_jsonl(path: Path) -> list[MathTask]:
-    """The tasks of a JSONL file, in file order (rules in the module docstring).
-
-    Raises:
-        DatasetError: the file is missing, unreadable, empty, or a line is invalid; the message
-            names the file and, for a bad line, its 1-based number.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: dataset file not found") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read dataset file: {exc.strerror or exc}") from None
-    data = data.removeprefix(_BOM)
-
-    tasks: list[MathTask] = []
-    first_line_of: dict[str, int] = {}
-    # Split on b"\n" only: str.splitlines would also split at U+2028 and friends, which JSON strings
-    # may hold unescaped, and would then disagree with an editor's line numbers.
-    for line_no, raw_line in enumerate(data.split(b"\n"), start=1):
-        try:
-            text = raw_line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DatasetError(
-                f"{path}:{line_no}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} at column "
-                f"{exc.start + 1}); save the file as UTF-8"
-            ) from None
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # also int() limits and absurd nesting
-            raise DatasetError(f"{path}:{line_no}: invalid JSON ({exc})") from None
-        try:
-            task = _task_of(record, path, line_no)
-        except ValueError as exc:
-            raise DatasetError(f"{path}:{line_no}: {exc}") from None
-        if (first := first_line_of.get(task["id"])) is not None:
-            raise DatasetError(f"{path}:{line_no}: duplicate id {task['id']!r} (first used on line {first})")
-        first_line_of[task["id"]] = line_no
-        tasks.append(task)
-    if not tasks:
-        raise DatasetError(f"{path} contains no tasks")
-    return tasks
-
-
-# --------------------------------------------------------------------------------------------------
-# Splits
-# --------------------------------------------------------------------------------------------------
-
-
-def _check_sizes(train_size: int, val_size: int, test_size: int) -> None:
-    for split, size in (("train", train_size), ("val", val_size), ("test", test_size)):
-        if size < 1:
-            setting = f"{split.upper()}_SIZE / --{split}-size"
-            raise DatasetError(f"{split}_size must be at least 1, got {size}: raise {setting}")
-
-
-def split_tasks(tasks: Sequence[MathTask], train_size: int, val_size: int, test_size: int, seed: int) -> Splits:
-    """Shuffle ``tasks`` with ``seed`` and slice off disjoint train, val and test splits.
-
-    Raises:
-        DatasetError: a size is below 1, or there are fewer tasks than the three sizes add up to.
-    """
-    _check_sizes(train_size, val_size, test_size)
-    needed = train_size + val_size + test_size
-    if len(tasks) < needed:
-        raise DatasetError(
-            f"not enough tasks: the splits need {needed} (train {train_size} + val {val_size} + "
-            f"test {test_size}) but only {len(tasks)} are available; lower TRAIN_SIZE / VAL_SIZE / "
-            "TEST_SIZE (--train-size / --val-size / --test-size) or use a larger dataset"
-        )
-    shuffled = list(tasks)
-    random.Random(seed).shuffle(shuffled)
-    return Splits(
-        train=shuffled[:train_size],
-        val=shuffled[train_size : train_size + val_size],
-        test=shuffled[train_size + val_size : needed],
-    )
-
-
-def load_splits(
-    dataset_path: Path | None,
-    train_size: int,
-    val_size: int,
-    test_size: int,
-    seed: int,
-    difficulties: Sequence[int] = DIFFICULTIES,
-) -> Splits:
-    """Splits of the JSONL file at ``dataset_path``, or of freshly generated problems when None.
-
-    Raises:
-        DatasetError: as :func:`load_jsonl`, :func:`generate_problems` and :func:`split_tasks`;
-            a file that is too small is named in the message.
-    """
-    _check_sizes(train_size, val_size, test_size)
-    if dataset_path is None:
-        tasks = generate_problems(train_size + val_size + test_size, seed, difficulties)
-        return split_tasks(tasks, train_size, val_size, test_size, seed)
-    tasks = load_jsonl(dataset_path)
-    try:
-        return split_tasks(tasks, train_size, val_size, test_size, seed)
-    except DatasetError as exc:
-        raise DatasetError(f"{dataset_path}: {exc}") from None

@@ -19,11 +19,11 @@ import signal
 from contextlib import ExitStack
 from types import FrameType
 
+from trainer.agent.solve import RolloutConfig
 from trainer.config import ConfigError, Settings
-from trainer.llm import probe_chat
-from trainer.rollout import RolloutConfig, RunLedgers
-from trainer.store import check_store
-from trainer.train import start_endpoints
+from trainer.records.ledger import RunLedgers
+from trainer.serving.endpoints import start_endpoints
+from trainer.serving.probes import check_store, probe_chat
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,10 @@ def run_runners(settings: Settings) -> None:
     check_store(store_url)
     import agentlightning as agl
 
-    from trainer.cli import quiet_libraries
-    from trainer.otlp import collector_endpoint
-    from trainer.rollout import make_rollout
-    from trainer.runner_tracer import runner_tracer
+    from trainer.logs import quiet_libraries
+    from trainer.telemetry.otlp import collector_endpoint
+    from trainer.telemetry.tracers import runner_tracer
+    from trainer.training.rollout import make_rollout
 
     quiet_libraries()
     with ExitStack() as stack:

@@ -11,9 +11,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trainer.dataset import MathTask
-from trainer.rollout import RolloutConfig, RolloutOutcome, solve
-from trainer.stats import Score, wilson
+from trainer.agent.solve import RolloutConfig, RolloutOutcome, solve
+from trainer.data.problems import MathTask
+from trainer.records.stats import Score, wilson
 
 logger = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ class RolloutSpan:
 @contextmanager
 def rollout_span(**attributes: Any) -> Iterator[RolloutSpan]:
     """Open the rollout's root span on the globally installed tracer provider."""
-    tracer = trace_api.get_tracer("trainer.rollout")
+    tracer = trace_api.get_tracer("trainer.training.rollout")
     with tracer.start_as_current_span(ROLLOUT_SPAN_NAME) as span:
         handle = RolloutSpan(span)
         handle.set(**attributes)

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from trainer.optimizer import Progress
-from trainer.rollout import LedgerTail
+from trainer.apo.algorithm import Progress
+from trainer.records.ledger import LedgerTail
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final
 
-from trainer.dataset import canonical_number
+from trainer.data.numbers import canonical_number
 
 __all__ = ["TOLERANCE", "Grade", "extract_answer", "grade"]
 

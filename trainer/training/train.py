@@ -13,35 +13,27 @@ import random
 import secrets
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from trainer.agent import ModelSpec
-from trainer.candidate_guard import GuardLimits
+from trainer.agent.solve import RolloutConfig
+from trainer.agent.template import TemplateError, check_template
+from trainer.apo.guard import GuardLimits
+from trainer.apo.plan import expected_rollouts
 from trainer.config import ConfigError, Settings
-from trainer.dataset import MathTask, Splits, load_splits
-from trainer.llm import EmbeddedLLMProcess, free_port, probe_chat
-from trainer.prompt_manager import BEST_TXT, PromptManager
-from trainer.rollout import RolloutConfig, RunLedgers
-from trainer.store import check_store
-from trainer.template import TemplateError, check_template
+from trainer.data.problems import MathTask
+from trainer.data.splits import load_splits
+from trainer.records.ledger import RunLedgers
+from trainer.records.prompt_db import BEST_TXT, PromptManager
+from trainer.serving.endpoints import probe_endpoints, start_endpoints
+from trainer.serving.probes import check_store, free_port
 
 logger = logging.getLogger(__name__)
 
 PROMPT_DB = "prompts.db"
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    agent: ModelSpec
-    optimizer_url: str
-    optimizer_key: str | None
-    gradient_model: str
-    edit_model: str
 
 
 def new_run_id() -> str:
@@ -73,68 +65,6 @@ def seed_prompt_for(settings: Settings) -> tuple[str, str]:
     except TemplateError as exc:
         raise ConfigError(f"seed prompt from {source} is not a valid template: {exc}") from None
     return text, source
-
-
-def expected_rollouts(settings: Settings, splits: Splits) -> dict[str, int]:
-    """Upper bound of rollouts and LLM calls APO will make (its cost formula)."""
-    val = len(splits.val)
-    rounds = 0 if settings.algorithm == "baseline" else settings.iterations
-    bw, bf = settings.beam_width, settings.branch_factor
-    total = val  # the seed's baseline on the full val set
-    beam = 1
-    for _ in range(rounds):
-        total += bw * bf * settings.gradient_batch_size
-        total += (beam + bw * bf) * settings.val_batch_size
-        total += val  # the beam leader, rescored on the full val set
-        beam = min(bw, beam + bw * bf)
-    optimizer_calls = rounds * bw * bf * 2
-    test = 2 * len(splits.test)
-    return {
-        "training_rollouts": total,
-        "test_rollouts": test,
-        "agent_llm_calls": total + test,
-        "optimizer_llm_calls": optimizer_calls,
-    }
-
-
-def resolve_endpoints(settings: Settings, embedded_url: str | None) -> Endpoints:
-    agent_url = settings.openai_base_url or embedded_url
-    if agent_url is None:
-        raise ConfigError("OPENAI_BASE_URL is unset and the embedded model is not running")
-    agent_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    optimizer_key = settings.effective_optimizer_key
-    return Endpoints(
-        agent=ModelSpec(
-            base_url=agent_url,
-            model=settings.agent_model,
-            api_key=agent_key,
-            temperature=settings.temperature,
-            max_tokens=settings.max_reply_tokens,
-            timeout=settings.llm_timeout,
-            max_retries=settings.llm_max_retries,
-        ),
-        optimizer_url=settings.optimizer_base_url or agent_url,
-        optimizer_key=optimizer_key.get_secret_value() if optimizer_key else None,
-        gradient_model=settings.effective_gradient_model,
-        edit_model=settings.effective_edit_model,
-    )
-
-
-def start_endpoints(settings: Settings, stack: ExitStack) -> Endpoints:
-    """The endpoints of these settings, starting the embedded model (stopped with ``stack``) if they
-    name no model server."""
-    embedded_url = None
-    if settings.uses_embedded_llm:
-        embedded_url = stack.enter_context(EmbeddedLLMProcess(settings, settings.output_dir / "llm.log")).base_url
-    return resolve_endpoints(settings, embedded_url)
-
-
-def probe_endpoints(endpoints: Endpoints) -> None:
-    probe_chat(endpoints.agent.base_url, endpoints.agent.model, endpoints.agent.api_key)
-    if (endpoints.optimizer_url, endpoints.gradient_model) != (endpoints.agent.base_url, endpoints.agent.model):
-        probe_chat(endpoints.optimizer_url, endpoints.gradient_model, endpoints.optimizer_key)
-    if endpoints.edit_model != endpoints.gradient_model:
-        probe_chat(endpoints.optimizer_url, endpoints.edit_model, endpoints.optimizer_key)
 
 
 def dry_run(settings: Settings, console: Console) -> dict[str, Any]:
@@ -178,20 +108,20 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
     import agentlightning as agl
     from openai import AsyncOpenAI
 
-    from trainer.cli import quiet_libraries
+    from trainer.logs import quiet_libraries
 
     quiet_libraries()
 
-    from trainer.evaluation import evaluate
-    from trainer.metrics import LedgerFollower, TrainerMetrics
-    from trainer.optimizer import Progress, TrackedAPO
-    from trainer.optimizer_client import BoundedChatClient, UsageLedger
-    from trainer.otlp import collector_endpoint
-    from trainer.progress import ProgressDisplay
-    from trainer.report import CURVE_FILE, curve_points, plot_reward_curve, print_summary, write_summary
-    from trainer.rollout import make_rollout
-    from trainer.runner_tracer import runner_tracer
-    from trainer.stats import paired
+    from trainer.apo.algorithm import Progress, TrackedAPO
+    from trainer.apo.optimizer_llm import BoundedChatClient, UsageLedger
+    from trainer.records.report import CURVE_FILE, curve_points, plot_reward_curve, print_summary, write_summary
+    from trainer.records.stats import paired
+    from trainer.telemetry.metrics import LedgerFollower, TrainerMetrics
+    from trainer.telemetry.otlp import collector_endpoint
+    from trainer.telemetry.tracers import runner_tracer
+    from trainer.training.evaluation import evaluate
+    from trainer.training.progress import ProgressDisplay
+    from trainer.training.rollout import make_rollout
 
     started = time.monotonic()
     out = settings.output_dir
@@ -332,7 +262,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
             test_tokens = seed_test.tokens + (best_test.tokens if best_test is not seed_test else 0)
 
             def val_score(record_id: int) -> dict[str, Any] | None:
-                from trainer.stats import wilson
+                from trainer.records.stats import wilson
 
                 record = prompts.get(record_id)
                 if record.val_score is None or not record.val_n:
@@ -413,7 +343,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
 
 def start_metrics_server(metrics: Any, settings: Settings) -> Any:
     """The /metrics endpoint, or None (disabled, or its port is taken: a training goes on without)."""
-    from trainer.metrics import MetricsServer
+    from trainer.telemetry.metrics import MetricsServer
 
     if settings.metrics_port == 0:
         return None

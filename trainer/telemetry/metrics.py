@@ -27,7 +27,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-from trainer.rollout import LedgerTail
+from trainer.records.ledger import LedgerTail
 
 logger = logging.getLogger(__name__)
 

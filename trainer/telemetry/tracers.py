@@ -28,7 +28,7 @@ import agentlightning as agl
 from agentlightning.tracer.base import with_active_tracer_context
 from opentelemetry import trace as trace_api
 
-from trainer.otlp import OtlpPipeline, RolloutIds, install_ids_processor, rollout_ids, setup_otlp_exporter
+from trainer.telemetry.otlp import OtlpPipeline, RolloutIds, install_ids_processor, rollout_ids, setup_otlp_exporter
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from trainer.prompt_manager import PromptManager, PromptRecord, atomic_write_text
+from trainer.records.prompt_db import PromptManager, PromptRecord, atomic_write_text
 
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "reward_curve.png"

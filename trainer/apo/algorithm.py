@@ -24,12 +24,12 @@ from typing import Any
 import agentlightning as agl
 from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, VersionedPromptTemplate
 
-from trainer.candidate_guard import GuardLimits, rejection_reason
-from trainer.dataset import MathTask
-from trainer.metrics import TrainerMetrics
-from trainer.optimizer_client import optimizer_role
-from trainer.prompt_manager import PromptManager
-from trainer.tracing import ROLLOUT_SPAN_NAME
+from trainer.apo.guard import GuardLimits, rejection_reason
+from trainer.apo.optimizer_llm import optimizer_role
+from trainer.data.problems import MathTask
+from trainer.records.prompt_db import PromptManager
+from trainer.telemetry.metrics import TrainerMetrics
+from trainer.telemetry.spans import ROLLOUT_SPAN_NAME
 
 logger = logging.getLogger(__name__)
 

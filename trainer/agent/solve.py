@@ -1,0 +1,114 @@
+"""One attempt of the agent at one task with one prompt template: render, ask, grade.
+
+The template may mention ``{question}``; any other placeholder, or a stray brace, makes it a *bad
+template*. ``solve`` builds an Agno agent with the rendered prompt as the system message, asks the
+task's question as the user message, and grades the reply.
+
+It never raises: an LLM error, a timeout or a template APO broke all give reward 0.0 and a status
+saying which. Raising would fail the rollout in the store, and APO would then score the prompt on
+fewer tasks than the others, which is a silent bias; a 0.0 keeps the comparison fair and the status
+keeps it honest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trainer.agent.grader import grade
+from trainer.agent.model import ModelSpec, create_agent_with_prompt, model_for_current_loop
+from trainer.agent.template import TemplateError, render_prompt
+from trainer.data.problems import MathTask
+
+Status = Literal["ok", "llm_error", "timeout", "bad_template"]
+
+
+STATUSES: tuple[Status, ...] = ("ok", "llm_error", "timeout", "bad_template")
+
+
+@dataclass
+class RolloutOutcome:
+    """What one rollout did; one JSON line per rollout in the run's ledger."""
+
+    task_id: str
+    reward: float
+    status: Status
+    reason: str = ""
+    system_prompt: str = ""
+    reply: str = ""
+    extracted: str | None = None
+    expected: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    rollout_id: str | None = None
+    attempt_id: str | None = None
+    spans: int = 0  # spans this rollout ended (root included), as counted where they were created
+    trace_id: str | None = None
+    mode: str | None = None
+    prompt_version: str | None = None
+    runner: str | None = None  # host:pid of the process that ran it (runners may be other containers)
+    finished_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    model: ModelSpec
+    use_calculator: bool = False
+    # Extra seconds on top of the model's own timeout and retries before we give up on a run.
+    grace_seconds: float = 5.0
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self.model.timeout * (self.model.max_retries + 1) + self.grace_seconds
+
+
+def _is_timeout(text: str) -> bool:
+    lowered = text.lower()
+    return "timed out" in lowered or "timeout" in lowered
+
+
+async def solve(task: MathTask, template: str, config: RolloutConfig) -> RolloutOutcome:
+    """Run the agent on one task with one prompt template; never raises for LLM or template faults."""
+    started = time.monotonic()
+    outcome = RolloutOutcome(task_id=task["id"], reward=0.0, status="ok", expected=task["answer"])
+    try:
+        system_prompt = render_prompt(template, task)
+    except TemplateError as exc:
+        outcome.status, outcome.reason = "bad_template", str(exc)
+        outcome.system_prompt = template
+        outcome.wall_seconds = time.monotonic() - started
+        return outcome
+    outcome.system_prompt = system_prompt
+
+    model = model_for_current_loop(config.model)
+    agent = create_agent_with_prompt(system_prompt, model, use_calculator=config.use_calculator)
+    llm_started = time.monotonic()
+    try:
+        result = await asyncio.wait_for(agent.arun(task["question"]), timeout=config.deadline_seconds)
+    except TimeoutError:
+        outcome.status = "timeout"
+        outcome.reason = f"no answer within {config.deadline_seconds:.0f}s"
+    except Exception as exc:  # agno normally reports errors in the result; this is the rest
+        outcome.status, outcome.reason = "llm_error", f"{type(exc).__name__}: {exc}"[:500]
+    else:
+        content = result.content if isinstance(result.content, str) else str(result.content or "")
+        metrics = result.metrics
+        if metrics is not None:
+            outcome.input_tokens = int(metrics.input_tokens or 0)
+            outcome.output_tokens = int(metrics.output_tokens or 0)
+        if str(getattr(result.status, "value", result.status)).upper() == "ERROR":
+            # agno does not raise on LLM failures: it returns status=error with the message.
+            outcome.status = "timeout" if _is_timeout(content) else "llm_error"
+            outcome.reason = content[:500]
+        else:
+            graded = grade(content, task["answer"])
+            outcome.reward = graded.reward
+            outcome.reply = content
+            outcome.extracted = graded.extracted
+    outcome.llm_seconds = time.monotonic() - llm_started
+    outcome.wall_seconds = time.monotonic() - started
+    return outcome

@@ -1,0 +1,1 @@
+"""The APO algorithm: Agent Lightning's APO made durable, its candidate guard, and its LLM client."""

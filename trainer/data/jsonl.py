@@ -1,0 +1,119 @@
+"""Datasets from JSONL files: one problem per line, errors that name the file and the line.
+
+JSONL files (:func:`load_jsonl`)
+--------------------------------
+* UTF-8 (a leading byte-order mark is ignored); one JSON object per line; blank lines are skipped
+  but still counted, so line numbers in errors match what an editor shows.
+* ``question``: required, a non-empty string (surrounding whitespace is stripped).
+* ``answer``: required, a number or a string. A string containing ``####`` is GSM8K style and only
+  the text after the last ``####`` counts. The result must be a number :func:`canonical_number`
+  accepts and must have an exact decimal form.
+* ``id``: optional non-empty string or integer; defaults to ``f"{file stem}-{line number}"``.
+  Ids must be unique within the file.
+* ``kind``: optional non-empty string, default ``"custom"``. ``difficulty``: optional non-negative
+  integer, default ``0``. Other keys are ignored.
+* Every problem raises :class:`DatasetError` with ``"<path>:<line>: <what is wrong>"``; a missing,
+  unreadable or empty file raises it with the path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Final
+
+from trainer.data import DatasetError
+from trainer.data.numbers import format_decimal, to_fraction
+from trainer.data.problems import MathTask
+
+__all__ = ["load_jsonl"]
+
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+def _answer_of(raw: object) -> str:
+    """The canonical answer of a JSONL ``answer`` value; ValueError says what is wrong."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError(f'"answer" must be a number or a string, got {type(raw).__name__}: {raw!r}')
+    final = raw.rsplit("####", 1)[1].strip() if isinstance(raw, str) and "####" in raw else raw
+    try:
+        value = to_fraction(final)
+    except ValueError:
+        raise ValueError(f'"answer" is not a number: {final!r}') from None
+    try:
+        return format_decimal(value)
+    except ValueError:
+        raise ValueError(f'"answer" {final!r} has no exact decimal representation') from None
+
+
+def _task_of(record: object, path: Path, line: int) -> MathTask:
+    """The task of one decoded line; ValueError says what is wrong."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    if "question" not in record:
+        raise ValueError('missing "question"')
+    question = record["question"]
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f'"question" must be a non-empty string, got {question!r}')
+    if "answer" not in record:
+        raise ValueError('missing "answer"')
+    answer = _answer_of(record["answer"])
+
+    task_id = record.get("id", f"{path.stem}-{line}")
+    if isinstance(task_id, int) and not isinstance(task_id, bool):
+        task_id = str(task_id)
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise ValueError(f'"id" must be a non-empty string or an integer, got {task_id!r}')
+    kind = record.get("kind", "custom")
+    if not isinstance(kind, str) or not kind.strip():
+        raise ValueError(f'"kind" must be a non-empty string, got {kind!r}')
+    difficulty = record.get("difficulty", 0)
+    if isinstance(difficulty, bool) or not isinstance(difficulty, int) or difficulty < 0:
+        raise ValueError(f'"difficulty" must be a non-negative integer, got {difficulty!r}')
+    return MathTask(id=task_id, question=question.strip(), answer=answer, kind=kind, difficulty=difficulty)
+
+
+def load_jsonl(path: Path) -> list[MathTask]:
+    """The tasks of a JSONL file, in file order (rules in the module docstring).
+
+    Raises:
+        DatasetError: the file is missing, unreadable, empty, or a line is invalid; the message
+            names the file and, for a bad line, its 1-based number.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: dataset file not found") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read dataset file: {exc.strerror or exc}") from None
+    data = data.removeprefix(_BOM)
+
+    tasks: list[MathTask] = []
+    first_line_of: dict[str, int] = {}
+    # Split on b"\n" only: str.splitlines would also split at U+2028 and friends, which JSON strings
+    # may hold unescaped, and would then disagree with an editor's line numbers.
+    for line_no, raw_line in enumerate(data.split(b"\n"), start=1):
+        try:
+            text = raw_line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"{path}:{line_no}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} at column "
+                f"{exc.start + 1}); save the file as UTF-8"
+            ) from None
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # also int() limits and absurd nesting
+            raise DatasetError(f"{path}:{line_no}: invalid JSON ({exc})") from None
+        try:
+            task = _task_of(record, path, line_no)
+        except ValueError as exc:
+            raise DatasetError(f"{path}:{line_no}: {exc}") from None
+        if (first := first_line_of.get(task["id"])) is not None:
+            raise DatasetError(f"{path}:{line_no}: duplicate id {task['id']!r} (first used on line {first})")
+        first_line_of[task["id"]] = line_no
+        tasks.append(task)
+    if not tasks:
+        raise DatasetError(f"{path} contains no tasks")
+    return tasks
