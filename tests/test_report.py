@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from trainer.records.prompt_db import PromptManager, PromptRecord
+from trainer.records.prompt_db import PromptDB, PromptRecord
 from trainer.records.report import (
     CURVE_FILE,
     SUMMARY_FILE,
@@ -28,9 +28,9 @@ RUN = "20250101-000000-abcd"
 OTHER_RUN = "20250102-000000-ef01"
 
 
-def build_db(out: Path) -> PromptManager:
+def build_db(out: Path) -> PromptDB:
     """A prompt DB as a 3-round APO run leaves it (plus an unrelated later run)."""
-    pm = PromptManager(out / "prompts.db")
+    pm = PromptDB(out / "prompts.db")
     pm.start_run(RUN, "apo", {"beam_width": 2, "output_dir": out})
     seed = pm.add_prompt(RUN, "v0", "You solve math word problems.", parent_id=None, round=0)
     pm.record_score(seed, 0.25, 16)
@@ -61,7 +61,7 @@ def build_db(out: Path) -> PromptManager:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[PromptManager]:
+def db(tmp_path: Path) -> Iterator[PromptDB]:
     with build_db(tmp_path / "out") as pm:
         yield pm
 
@@ -69,7 +69,7 @@ def db(tmp_path: Path) -> Iterator[PromptManager]:
 # -- curve points --------------------------------------------------------------------------------
 
 
-def test_curve_points_from_a_real_db(db: PromptManager) -> None:
+def test_curve_points_from_a_real_db(db: PromptDB) -> None:
     points = curve_points(db.list(RUN))
     assert points["rounds"] == [0, 1, 2, 3]
     assert points["scores"] == [[0.25], [0.4375, 0.0], [0.375, 0.75], [0.5]]
@@ -77,7 +77,7 @@ def test_curve_points_from_a_real_db(db: PromptManager) -> None:
     assert points["seed"] == 0.25
 
 
-def test_curve_points_of_the_other_run(db: PromptManager) -> None:
+def test_curve_points_of_the_other_run(db: PromptDB) -> None:
     points = curve_points(db.list(OTHER_RUN))
     assert points["rounds"] == [0, 1]
     assert points["best_so_far"] == [1.0, 1.0]
@@ -89,7 +89,7 @@ def test_curve_points_of_nothing() -> None:
 
 
 def test_rejected_only_round_counts_zero(tmp_path: Path) -> None:
-    with PromptManager(tmp_path / "prompts.db") as pm:
+    with PromptDB(tmp_path / "prompts.db") as pm:
         pm.start_run(RUN, "apo", {})
         seed = pm.add_prompt(RUN, "v0", "Seed.", parent_id=None, round=0)
         pm.record_score(seed, 0.5, 8)
@@ -153,7 +153,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def test_render_run_report_writes_a_png(db: PromptManager, tmp_path: Path) -> None:
+def test_render_run_report_writes_a_png(db: PromptDB, tmp_path: Path) -> None:
     out = tmp_path / "out"
     path = render_run_report(db, RUN, out)
     assert path == out / CURVE_FILE
@@ -166,7 +166,7 @@ def test_render_run_report_writes_a_png(db: PromptManager, tmp_path: Path) -> No
     assert sorted(p.name for p in out.iterdir() if "png" in p.name) == [CURVE_FILE]  # no temp file left
 
 
-def test_render_run_report_replaces_an_old_curve(db: PromptManager, tmp_path: Path) -> None:
+def test_render_run_report_replaces_an_old_curve(db: PromptDB, tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / CURVE_FILE).write_bytes(b"old")
     path = render_run_report(db, RUN, out)
@@ -174,7 +174,7 @@ def test_render_run_report_replaces_an_old_curve(db: PromptManager, tmp_path: Pa
 
 
 def test_render_run_report_of_an_empty_run(tmp_path: Path) -> None:
-    with PromptManager(tmp_path / "prompts.db") as pm:
+    with PromptDB(tmp_path / "prompts.db") as pm:
         pm.start_run(RUN, "apo", {})
         path = render_run_report(pm, RUN, tmp_path)
     data = path.read_bytes()

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.trainer_process import TINY, clean_env, run_trainer
-from trainer.records.prompt_db import PromptManager
+from trainer.records.prompt_db import PromptDB
 from trainer.records.stats import wilson
 from trainer.serving.probes import free_port
 
@@ -115,7 +115,7 @@ def test_every_rollout_reached_the_store_with_reward_and_spans(trained: dict[str
 
 def test_prompt_db_holds_seed_and_scored_candidates(trained: dict[str, Any]) -> None:
     summary = trained["summary"]
-    with PromptManager(trained["out"] / "prompts.db") as prompts:
+    with PromptDB(trained["out"] / "prompts.db") as prompts:
         records = prompts.list(summary["run_id"])
         run = next(r for r in prompts.runs() if r.run_id == summary["run_id"])
     seed = [p for p in records if p.round == 0]
@@ -134,7 +134,7 @@ def test_prompt_db_holds_seed_and_scored_candidates(trained: dict[str, Any]) -> 
 
 def test_best_files_and_summary_agree_with_db(trained: dict[str, Any]) -> None:
     out, summary = trained["out"], trained["summary"]
-    with PromptManager(out / "prompts.db") as prompts:
+    with PromptDB(out / "prompts.db") as prompts:
         best = prompts.best(summary["run_id"])
         seed = next(p for p in prompts.list(summary["run_id"]) if p.round == 0)
     assert best is not None and best.is_best

@@ -23,7 +23,7 @@ import pytest
 from tests.fake_openai import CONTEXT_OVERFLOW, OVERLOADED, FakeOpenAI, Reply, chat_completion
 from tests.trainer_process import TINY, assert_critique_shows_conversations, clean_env, run_trainer
 from trainer.config import DEFAULT_SEED_PROMPT
-from trainer.records.prompt_db import PromptManager
+from trainer.records.prompt_db import PromptDB
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -67,7 +67,7 @@ def test_failed_optimizer_calls_cost_only_their_branch(tmp_path: Path) -> None:
     assert len(calls) == 4, [c["messages"][-1]["content"][:80] for c in calls]
     # Stock APO sends no output limit; every optimizer call must carry ours.
     assert all(c.get("max_tokens") == 300 for c in calls)
-    with PromptManager(tmp_path / "prompts.db") as prompts:
+    with PromptDB(tmp_path / "prompts.db") as prompts:
         records = prompts.list(summary["run_id"])
     candidate = next(p for p in records if p.round == 1)
     assert candidate.template == EDITED
@@ -112,7 +112,7 @@ def test_killed_training_keeps_everything_scored_and_resumes(tmp_path: Path) -> 
     db = tmp_path / "prompts.db"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    with PromptManager(db) as prompts:
+    with PromptDB(db) as prompts:
         run = prompts.runs()[-1]
         best = prompts.best(run.run_id)
         seed = next(p for p in prompts.list(run.run_id) if p.round == 0)
@@ -131,7 +131,7 @@ def test_killed_training_keeps_everything_scored_and_resumes(tmp_path: Path) -> 
     )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    with PromptManager(db) as prompts:
+    with PromptDB(db) as prompts:
         new_seed = next(p for p in prompts.list(summary["run_id"]) if p.round == 0)
         runs = prompts.runs()
     assert new_seed.template == best.template

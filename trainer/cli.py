@@ -77,12 +77,12 @@ def _load_prompt_arg(ref: str, settings: Settings) -> tuple[str, str]:
         if not text:
             raise ConfigError(f"--prompt: {path} is empty")
         return text, str(path)
-    from trainer.records.prompt_db import PromptManager
+    from trainer.records.prompt_db import PromptDB
 
     db = settings.output_dir / "prompts.db"
     if not db.exists():
         raise ConfigError(f"--prompt: {ref!r} is neither a file nor a version in {db} (no prompt DB there)")
-    with PromptManager(db) as prompts:
+    with PromptDB(db) as prompts:
         record = prompts.get(ref)
     return record.template, f"prompt #{record.id} ({record.run_id}:{record.label})"
 
@@ -133,13 +133,13 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
 def cmd_prompts(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
-    from trainer.records.prompt_db import PromptManager
+    from trainer.records.prompt_db import PromptDB
 
     settings = _settings_from(args)
     db = settings.output_dir / "prompts.db"
     if not db.exists():
         raise ConfigError(f"no prompt DB at {db}: train first, or point --output at a run's directory")
-    with PromptManager(db) as prompts:
+    with PromptDB(db) as prompts:
         if args.action == "list":
             table = Table(title=str(db))
             for col in ("id", "run", "label", "round", "parent", "status", "val score", "n", "best", "prompt"):
@@ -217,14 +217,14 @@ def cmd_store_dashboard(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from trainer.records.prompt_db import PromptManager
+    from trainer.records.prompt_db import PromptDB
     from trainer.records.report import render_run_report
 
     settings = _settings_from(args)
     db = settings.output_dir / "prompts.db"
     if not db.exists():
         raise ConfigError(f"no prompt DB at {db}")
-    with PromptManager(db) as prompts:
+    with PromptDB(db) as prompts:
         run_id = args.run or (prompts.runs()[-1].run_id if prompts.runs() else None)
         if run_id is None:
             raise ConfigError(f"{db} holds no runs")
@@ -294,14 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from trainer.data import DatasetError
-    from trainer.records.prompt_db import PromptStoreError
+    from trainer.records.prompt_db import PromptDBError
     from trainer.serving.probes import LLMError, StoreUnreachable
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     try:
         return int(args.func(args, console))
-    except (ConfigError, DatasetError, LLMError, StoreUnreachable, PromptStoreError) as exc:
+    except (ConfigError, DatasetError, LLMError, StoreUnreachable, PromptDBError) as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@ from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, Versioned
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.apo.optimizer_llm import optimizer_role
 from trainer.data.problems import MathTask
-from trainer.records.prompt_db import PromptManager
+from trainer.records.prompt_db import PromptDB
 from trainer.telemetry.metrics import TrainerMetrics
 from trainer.telemetry.spans import ROLLOUT_SPAN_NAME
 
@@ -83,7 +83,7 @@ class TrackedAPO(APO[MathTask]):
         self,
         client: Any,
         *,
-        prompts: PromptManager,
+        prompts: PromptDB,
         run_id: str,
         guard: GuardLimits | None,
         progress: Progress | None = None,

@@ -72,10 +72,10 @@ __all__ = [
     "APPLICATION_ID",
     "SCHEMA_VERSION",
     "EvaluationRecord",
-    "PromptManager",
+    "PromptDB",
+    "PromptDBError",
     "PromptRecord",
     "PromptStatus",
-    "PromptStoreError",
     "RunRecord",
     "atomic_write_text",
     "normalize_whitespace",
@@ -159,7 +159,7 @@ _RUN_COLUMNS: Final = "run_id, started_at, finished_at, algorithm, config_json, 
 _RUN_RECENCY: Final = "r.started_at DESC, r.rowid DESC"
 
 
-class PromptStoreError(Exception):
+class PromptDBError(Exception):
     """The prompt store cannot be opened, or a lookup/update refers to nothing."""
 
 
@@ -265,7 +265,7 @@ def _check_finite(score: float) -> float:
     return value
 
 
-class PromptManager:
+class PromptDB:
     """All prompt versions of all runs in one SQLite file.
 
     Thread-safe: one connection shared behind a re-entrant lock, so APO's
@@ -288,7 +288,7 @@ class PromptManager:
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
-            raise PromptStoreError(f"cannot open prompt store {self._path}: {exc}") from exc
+            raise PromptDBError(f"cannot open prompt store {self._path}: {exc}") from exc
         try:
             self._conn.row_factory = sqlite3.Row
             self._initialise()
@@ -326,12 +326,12 @@ class PromptManager:
         if not self._path.exists():
             return
         if not self._path.is_file():
-            raise PromptStoreError(f"prompt store path {self._path} exists and is not a regular file")
+            raise PromptDBError(f"prompt store path {self._path} exists and is not a regular file")
         with self._path.open("rb") as fh:
             header = fh.read(len(_SQLITE_MAGIC))
         # An empty file is what sqlite3 itself creates before the first write.
         if header and header != _SQLITE_MAGIC:
-            raise PromptStoreError(f"{self._path} is not an SQLite database (refusing to use it)")
+            raise PromptDBError(f"{self._path} is not an SQLite database (refusing to use it)")
 
     def _initialise(self) -> None:
         conn = self._db()
@@ -360,7 +360,7 @@ class PromptManager:
                             if statement.strip():
                                 conn.execute(statement)
         except sqlite3.Error as exc:
-            raise PromptStoreError(f"cannot open prompt store {self._path}: {exc}") from exc
+            raise PromptDBError(f"cannot open prompt store {self._path}: {exc}") from exc
 
     def _check_identity(self, conn: sqlite3.Connection) -> bool:
         """True for an empty database; raise unless it is a current prompt store."""
@@ -370,18 +370,18 @@ class PromptManager:
         if version == 0 and app_id == 0 and not has_tables:
             return True
         if app_id != APPLICATION_ID:
-            raise PromptStoreError(
+            raise PromptDBError(
                 f"{self._path} is an SQLite database but not a prompt store "
                 f"(application_id={app_id:#x}, expected {APPLICATION_ID:#x})"
             )
         if version > SCHEMA_VERSION:
-            raise PromptStoreError(
+            raise PromptDBError(
                 f"prompt store {self._path} has schema version {version}, newer than the "
                 f"supported {SCHEMA_VERSION}; upgrade the trainer to read it"
             )
         if version < SCHEMA_VERSION:
             # Migrations from older versions go here once version 2 exists.
-            raise PromptStoreError(
+            raise PromptDBError(
                 f"prompt store {self._path} has schema version {version}, no migration to {SCHEMA_VERSION} is available"
             )
         return False
@@ -390,7 +390,7 @@ class PromptManager:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise PromptStoreError(f"prompt store {self._path} is closed")
+            raise PromptDBError(f"prompt store {self._path} is closed")
         return self._conn
 
     @contextlib.contextmanager
@@ -457,17 +457,17 @@ class PromptManager:
     def _fetch_prompt(self, conn: sqlite3.Connection, prompt_id: int) -> PromptRecord:
         row = conn.execute(f"SELECT {_PROMPT_COLUMNS} FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
         if row is None:
-            raise PromptStoreError(f"no prompt with id #{prompt_id} in {self._path}")
+            raise PromptDBError(f"no prompt with id #{prompt_id} in {self._path}")
         return self._prompt(row)
 
     def _require_run(self, conn: sqlite3.Connection, run_id: str) -> None:
         if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
-            raise PromptStoreError(f"no run {run_id!r} in {self._path}")
+            raise PromptDBError(f"no run {run_id!r} in {self._path}")
 
     def _latest_run_id(self, conn: sqlite3.Connection) -> str:
         row = conn.execute(f"SELECT run_id FROM runs r ORDER BY {_RUN_RECENCY} LIMIT 1").fetchone()
         if row is None:
-            raise PromptStoreError(f"no runs recorded in {self._path}")
+            raise PromptDBError(f"no runs recorded in {self._path}")
         return cast(str, row["run_id"])
 
     # -- runs --------------------------------------------------------------
@@ -481,7 +481,7 @@ class PromptManager:
         config_json = json.dumps(dict(config), sort_keys=True, default=str)
         with self._transaction() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-                raise PromptStoreError(f"run {run_id!r} already exists in {self._path}")
+                raise PromptDBError(f"run {run_id!r} already exists in {self._path}")
             conn.execute(
                 f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, NULL, ?, ?, 'running')",
                 (run_id, _utcnow(), algorithm, config_json),
@@ -497,7 +497,7 @@ class PromptManager:
                 (status, _utcnow(), run_id),
             )
             if cur.rowcount == 0:
-                raise PromptStoreError(f"no run {run_id!r} in {self._path}")
+                raise PromptDBError(f"no run {run_id!r} in {self._path}")
 
     def runs(self) -> builtins.list[RunRecord]:
         """All runs, oldest first."""
@@ -544,7 +544,7 @@ class PromptManager:
             if parent_id is not None:
                 self._fetch_prompt(conn, parent_id)
             if conn.execute("SELECT 1 FROM prompts WHERE run_id = ? AND label = ?", (run_id, label)).fetchone():
-                raise PromptStoreError(f"run {run_id!r} already has a prompt labelled {label!r}")
+                raise PromptDBError(f"run {run_id!r} already has a prompt labelled {label!r}")
             cur = conn.execute(
                 "INSERT INTO prompts (run_id, label, template, parent_id, round, status, reject_reason,"
                 " val_score, val_n, created_at, updated_at, is_best)"
@@ -612,9 +612,9 @@ class PromptManager:
         with self._transaction() as conn:
             prompt = self._fetch_prompt(conn, prompt_id)
             if prompt.run_id != run_id:
-                raise PromptStoreError(f"prompt #{prompt_id} belongs to run {prompt.run_id!r}, not {run_id!r}")
+                raise PromptDBError(f"prompt #{prompt_id} belongs to run {prompt.run_id!r}, not {run_id!r}")
             if prompt.status == "rejected":
-                raise PromptStoreError(f"prompt #{prompt_id} is rejected and cannot be the best")
+                raise PromptDBError(f"prompt #{prompt_id} is rejected and cannot be the best")
             now = _utcnow()
             # Clear first: the partial unique index would refuse a second best.
             conn.execute(
@@ -642,7 +642,7 @@ class PromptManager:
             if digits.isdigit():
                 return self._fetch_prompt(conn, int(digits))
             if not text:
-                raise PromptStoreError("empty prompt reference")
+                raise PromptDBError("empty prompt reference")
             if ":" in text:
                 run_id, label = text.rsplit(":", 1)
             else:
@@ -652,7 +652,7 @@ class PromptManager:
                 (run_id, label),
             ).fetchone()
             if row is None:
-                raise PromptStoreError(f"no prompt labelled {label!r} in run {run_id!r} ({self._path})")
+                raise PromptDBError(f"no prompt labelled {label!r} in run {run_id!r} ({self._path})")
             return self._prompt(row)
 
     def list(self, run_id: str | None = None) -> builtins.list[PromptRecord]:
@@ -768,7 +768,7 @@ class PromptManager:
             best = self.best(run_id)
             if best is None:
                 where = "any run" if run_id is None else f"run {run_id!r}"
-                raise PromptStoreError(f"no best prompt in {where} ({self._path})")
+                raise PromptDBError(f"no best prompt in {where} ({self._path})")
             lineage_ids = [p.id for p in self.lineage(best.id)]
         meta: dict[str, Any] = {
             "id": best.id,

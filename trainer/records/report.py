@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from trainer.records.prompt_db import PromptManager, PromptRecord, atomic_write_text
+from trainer.records.prompt_db import PromptDB, PromptRecord, atomic_write_text
 
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "reward_curve.png"
@@ -110,7 +110,7 @@ def plot_reward_curve(points: dict[str, Any], path: Path, title: str) -> Path:
     return path
 
 
-def render_run_report(prompts: PromptManager, run_id: str, out_dir: Path) -> Path:
+def render_run_report(prompts: PromptDB, run_id: str, out_dir: Path) -> Path:
     """Redraw a run's reward curve from the prompt DB alone."""
     points = curve_points(prompts.list(run_id))
     return plot_reward_curve(points, out_dir / CURVE_FILE, f"APO run {run_id}")

@@ -27,7 +27,7 @@ from trainer.config import ConfigError, Settings
 from trainer.data.problems import MathTask
 from trainer.data.splits import load_splits
 from trainer.records.ledger import RunLedgers
-from trainer.records.prompt_db import BEST_TXT, PromptManager
+from trainer.records.prompt_db import BEST_TXT, PromptDB
 from trainer.serving.endpoints import probe_endpoints, start_endpoints
 from trainer.serving.probes import check_store, free_port
 
@@ -50,7 +50,7 @@ def seed_prompt_for(settings: Settings) -> tuple[str, str]:
         db_path = settings.output_dir / PROMPT_DB
         best_file = settings.output_dir / BEST_TXT
         if db_path.exists():
-            with PromptManager(db_path) as prompts:
+            with PromptDB(db_path) as prompts:
                 best = prompts.best()
             if best is not None:
                 text, source = best.template, f"--resume: best prompt #{best.id} of run {best.run_id}"
@@ -143,7 +143,7 @@ def train(settings: Settings, console: Console) -> dict[str, Any]:
         endpoints = start_endpoints(settings, stack)
         probe_endpoints(endpoints)
 
-        prompts = stack.enter_context(PromptManager(out / PROMPT_DB))
+        prompts = stack.enter_context(PromptDB(out / PROMPT_DB))
         prompts.start_run(run_id, settings.algorithm, {**settings.public_dict(), "seed_prompt_source": source})
         logger.info(
             "run %s: %s, %d rounds, splits %d/%d/%d, agent %s, seed prompt from %s",

@@ -23,8 +23,8 @@ if str(REPO_ROOT) not in sys.path:
 
 from trainer.records.prompt_db import (  # noqa: E402
     SCHEMA_VERSION,
-    PromptManager,
-    PromptStoreError,
+    PromptDB,
+    PromptDBError,
     atomic_write_text,
 )
 
@@ -37,8 +37,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def pm(db_path: Path) -> Iterator[PromptManager]:
-    with PromptManager(db_path) as manager:
+def pm(db_path: Path) -> Iterator[PromptDB]:
+    with PromptDB(db_path) as manager:
         manager.start_run(RUN, "apo", {"beam_width": 2, "output_dir": Path("/tmp/x")})
         yield manager
 
@@ -57,7 +57,7 @@ def _child_env() -> dict[str, str]:
 
 
 def test_new_store_sets_pragmas_and_schema_version(db_path: Path) -> None:
-    with PromptManager(db_path):
+    with PromptDB(db_path):
         pass
     assert db_path.parent.is_dir()
     conn = _raw(db_path)
@@ -71,7 +71,7 @@ def test_new_store_sets_pragmas_and_schema_version(db_path: Path) -> None:
 
 
 def test_everything_persists_across_reopen(db_path: Path) -> None:
-    with PromptManager(db_path) as pm:
+    with PromptDB(db_path) as pm:
         pm.start_run(RUN, "apo", {"beam_width": 2})
         seed = pm.add_prompt(RUN, "v0", "Solve it.", parent_id=None, round=0)
         child = pm.add_prompt(RUN, "v1", "Solve it step by step.", parent_id=seed, round=1)
@@ -81,7 +81,7 @@ def test_everything_persists_across_reopen(db_path: Path) -> None:
         pm.finish_run(RUN, "completed")
         before = (pm.list(), pm.runs(), pm.evaluations(child))
 
-    with PromptManager(db_path) as pm:
+    with PromptDB(db_path) as pm:
         after = (pm.list(), pm.runs(), pm.evaluations(child))
         assert after == before
         assert pm.get(child).template == "Solve it step by step."
@@ -92,37 +92,37 @@ def test_everything_persists_across_reopen(db_path: Path) -> None:
         assert run.config == {"beam_width": 2}
 
 
-def test_runs_start_and_finish(pm: PromptManager) -> None:
+def test_runs_start_and_finish(pm: PromptDB) -> None:
     (run,) = pm.runs()
     assert (run.run_id, run.algorithm, run.status, run.finished_at) == (RUN, "apo", "running", None)
     # Path values in the config are stored as strings rather than refused.
     assert run.config == {"beam_width": 2, "output_dir": "/tmp/x"}
-    with pytest.raises(PromptStoreError, match="already exists"):
+    with pytest.raises(PromptDBError, match="already exists"):
         pm.start_run(RUN, "apo", {})
-    with pytest.raises(PromptStoreError, match="no run 'nope'"):
+    with pytest.raises(PromptDBError, match="no run 'nope'"):
         pm.finish_run("nope", "failed")
     pm.finish_run(RUN, "interrupted")
     assert pm.runs()[0].status == "interrupted"
 
 
 def test_closed_store_refuses_use(db_path: Path) -> None:
-    pm = PromptManager(db_path)
+    pm = PromptDB(db_path)
     pm.close()
     pm.close()  # idempotent
-    with pytest.raises(PromptStoreError, match="closed"):
+    with pytest.raises(PromptDBError, match="closed"):
         pm.list()
 
 
 # -- prompts -----------------------------------------------------------------
 
 
-def test_add_prompt_validates_references(pm: PromptManager) -> None:
+def test_add_prompt_validates_references(pm: PromptDB) -> None:
     seed = pm.add_prompt(RUN, "v0", "seed", parent_id=None, round=0)
-    with pytest.raises(PromptStoreError, match="no run"):
+    with pytest.raises(PromptDBError, match="no run"):
         pm.add_prompt("other", "v0", "x", parent_id=None, round=0)
-    with pytest.raises(PromptStoreError, match="#999"):
+    with pytest.raises(PromptDBError, match="#999"):
         pm.add_prompt(RUN, "v1", "x", parent_id=999, round=1)
-    with pytest.raises(PromptStoreError, match="already has a prompt labelled 'v0'"):
+    with pytest.raises(PromptDBError, match="already has a prompt labelled 'v0'"):
         pm.add_prompt(RUN, "v0", "x", parent_id=seed, round=1)
     with pytest.raises(ValueError, match="status"):
         pm.add_prompt(RUN, "v1", "x", parent_id=seed, round=1, status="scored")
@@ -131,7 +131,7 @@ def test_add_prompt_validates_references(pm: PromptManager) -> None:
     assert [p.id for p in pm.list()] == [seed]
 
 
-def test_lineage_is_root_first(pm: PromptManager) -> None:
+def test_lineage_is_root_first(pm: PromptDB) -> None:
     seed = pm.add_prompt(RUN, "v0", "a", parent_id=None, round=0)
     mid = pm.add_prompt(RUN, "v1", "b", parent_id=seed, round=1)
     pm.add_prompt(RUN, "v2", "sibling", parent_id=seed, round=1)
@@ -140,11 +140,11 @@ def test_lineage_is_root_first(pm: PromptManager) -> None:
     assert [p.id for p in pm.lineage(leaf)] == [seed, mid, leaf]
     assert [p.label for p in pm.lineage(leaf)] == ["v0", "v1", "v3"]
     assert [p.id for p in pm.lineage(seed)] == [seed]
-    with pytest.raises(PromptStoreError, match="#12345"):
+    with pytest.raises(PromptDBError, match="#12345"):
         pm.lineage(12345)
 
 
-def test_evaluations_keep_largest_n_latest_on_tie(pm: PromptManager) -> None:
+def test_evaluations_keep_largest_n_latest_on_tie(pm: PromptDB) -> None:
     pid = pm.add_prompt(RUN, "v0", "p", parent_id=None, round=0)
     assert pm.get(pid).status == "candidate"
 
@@ -170,12 +170,12 @@ def test_evaluations_keep_largest_n_latest_on_tie(pm: PromptManager) -> None:
         pm.record_score(pid, float("nan"), 5)
     with pytest.raises(ValueError, match="n must be"):
         pm.record_score(pid, 0.5, 0)
-    with pytest.raises(PromptStoreError, match="#777"):
+    with pytest.raises(PromptDBError, match="#777"):
         pm.record_score(777, 0.5, 5)
     assert len(pm.evaluations(pid)) == 5
 
 
-def test_reject_counts_as_zero_and_is_never_best(pm: PromptManager) -> None:
+def test_reject_counts_as_zero_and_is_never_best(pm: PromptDB) -> None:
     good = pm.add_prompt(RUN, "v0", "good", parent_id=None, round=0)
     bad = pm.add_prompt(RUN, "v1", "bad", parent_id=good, round=1)
     pm.record_score(good, 0.5, 10)
@@ -199,14 +199,14 @@ def test_reject_counts_as_zero_and_is_never_best(pm: PromptManager) -> None:
     assert (pm.get(bad).status, pm.get(bad).val_score) == ("rejected", 0.0)
     assert [e.score for e in pm.evaluations(bad)] == [0.9, 1.0]
 
-    with pytest.raises(PromptStoreError, match="rejected"):
+    with pytest.raises(PromptDBError, match="rejected"):
         pm.mark_best(RUN, bad)
 
     empty = pm.add_prompt(RUN, "v2", "", parent_id=good, round=1, status="rejected", reject_reason="empty")
     assert (pm.get(empty).status, pm.get(empty).val_score, pm.get(empty).template) == ("rejected", 0.0, "")
 
 
-def test_best_fallback_highest_score_then_lowest_id(pm: PromptManager) -> None:
+def test_best_fallback_highest_score_then_lowest_id(pm: PromptDB) -> None:
     assert pm.best(RUN) is None
     a = pm.add_prompt(RUN, "v0", "a", parent_id=None, round=0)
     assert pm.best(RUN) is None  # unscored candidates do not qualify
@@ -219,11 +219,11 @@ def test_best_fallback_highest_score_then_lowest_id(pm: PromptManager) -> None:
     assert best is not None
     assert best.id == b  # tie on 0.8 -> lowest id
     assert pm.best() == best
-    with pytest.raises(PromptStoreError, match="no run 'ghost'"):
+    with pytest.raises(PromptDBError, match="no run 'ghost'"):
         pm.best("ghost")
 
 
-def test_mark_best_is_exclusive_per_run(pm: PromptManager, db_path: Path) -> None:
+def test_mark_best_is_exclusive_per_run(pm: PromptDB, db_path: Path) -> None:
     a = pm.add_prompt(RUN, "v0", "a", parent_id=None, round=0)
     b = pm.add_prompt(RUN, "v1", "b", parent_id=a, round=1)
     pm.record_score(a, 0.9, 10)
@@ -246,14 +246,14 @@ def test_mark_best_is_exclusive_per_run(pm: PromptManager, db_path: Path) -> Non
     assert [p.id for p in pm.list(RUN) if p.is_best] == [b]
 
 
-def test_failed_mark_best_keeps_previous_best(pm: PromptManager) -> None:
+def test_failed_mark_best_keeps_previous_best(pm: PromptDB) -> None:
     pm.start_run("other", "apo", {})
     a = pm.add_prompt(RUN, "v0", "a", parent_id=None, round=0)
     foreign = pm.add_prompt("other", "v0", "f", parent_id=None, round=0)
     pm.mark_best(RUN, a)
-    with pytest.raises(PromptStoreError, match="belongs to run 'other'"):
+    with pytest.raises(PromptDBError, match="belongs to run 'other'"):
         pm.mark_best(RUN, foreign)
-    with pytest.raises(PromptStoreError, match="#4242"):
+    with pytest.raises(PromptDBError, match="#4242"):
         pm.mark_best(RUN, 4242)
     assert [p.id for p in pm.list() if p.is_best] == [a]
 
@@ -262,7 +262,7 @@ def test_failed_mark_best_keeps_previous_best(pm: PromptManager) -> None:
     assert sorted(p.id for p in pm.list() if p.is_best) == [a, foreign]
 
 
-def test_best_without_run_prefers_latest_run_that_has_a_best(pm: PromptManager) -> None:
+def test_best_without_run_prefers_latest_run_that_has_a_best(pm: PromptDB) -> None:
     old_best = pm.add_prompt(RUN, "v0", "old", parent_id=None, round=0)
     pm.record_score(old_best, 0.5, 10)
     pm.mark_best(RUN, old_best)
@@ -278,7 +278,7 @@ def test_best_without_run_prefers_latest_run_that_has_a_best(pm: PromptManager) 
 
 
 def test_best_without_any_marked_best_uses_latest_scored_run(db_path: Path) -> None:
-    with PromptManager(db_path) as pm:
+    with PromptDB(db_path) as pm:
         assert pm.best() is None
         pm.start_run("r1", "apo", {})
         pm.record_score(pm.add_prompt("r1", "v0", "x", parent_id=None, round=0), 0.99, 10)
@@ -289,7 +289,7 @@ def test_best_without_any_marked_best_uses_latest_scored_run(db_path: Path) -> N
         assert pm.best() == pm.get(low)
 
 
-def test_get_by_every_reference_form(pm: PromptManager) -> None:
+def test_get_by_every_reference_form(pm: PromptDB) -> None:
     pm.add_prompt(RUN, "v0", "first", parent_id=None, round=0)
     pm.add_prompt(RUN, "v1", "second", parent_id=1, round=1)
     pm.start_run("later", "apo", {})
@@ -303,24 +303,24 @@ def test_get_by_every_reference_form(pm: PromptManager) -> None:
     assert pm.get(f"{RUN}:v0").template == "first"
     assert pm.get("v0").id == latest_v0  # bare label -> most recently started run
 
-    with pytest.raises(PromptStoreError, match="no prompt with id #99"):
+    with pytest.raises(PromptDBError, match="no prompt with id #99"):
         pm.get("#99")
-    with pytest.raises(PromptStoreError, match="no prompt labelled 'v1' in run 'later'"):
+    with pytest.raises(PromptDBError, match="no prompt labelled 'v1' in run 'later'"):
         pm.get("v1")  # exists only in the older run
-    with pytest.raises(PromptStoreError, match="no prompt labelled 'v7' in run 'nope'"):
+    with pytest.raises(PromptDBError, match="no prompt labelled 'v7' in run 'nope'"):
         pm.get("nope:v7")
-    with pytest.raises(PromptStoreError, match="empty"):
+    with pytest.raises(PromptDBError, match="empty"):
         pm.get("  ")
     with pytest.raises(TypeError):
         pm.get(True)
 
 
 def test_get_label_without_runs(db_path: Path) -> None:
-    with PromptManager(db_path) as pm, pytest.raises(PromptStoreError, match="no runs"):
+    with PromptDB(db_path) as pm, pytest.raises(PromptDBError, match="no runs"):
         pm.get("v0")
 
 
-def test_list_filters_and_orders_by_id(pm: PromptManager) -> None:
+def test_list_filters_and_orders_by_id(pm: PromptDB) -> None:
     pm.start_run("b", "apo", {})
     ids = [
         pm.add_prompt(RUN, "v0", "x", parent_id=None, round=0),
@@ -333,7 +333,7 @@ def test_list_filters_and_orders_by_id(pm: PromptManager) -> None:
     assert pm.list("missing") == []
 
 
-def test_find_by_template_normalises_whitespace(pm: PromptManager) -> None:
+def test_find_by_template_normalises_whitespace(pm: PromptDB) -> None:
     pm.start_run("other", "apo", {})
     pm.add_prompt("other", "v0", "Think step by step.", parent_id=None, round=0)
     first = pm.add_prompt(RUN, "v0", "Think  step\nby step.\n", parent_id=None, round=0)
@@ -347,7 +347,7 @@ def test_find_by_template_normalises_whitespace(pm: PromptManager) -> None:
     assert pm.find_by_template("nope", "Think step by step.") is None
 
 
-def test_concurrent_threads_share_one_manager(pm: PromptManager) -> None:
+def test_concurrent_threads_share_one_manager(pm: PromptDB) -> None:
     errors: list[BaseException] = []
 
     def worker(t: int) -> None:
@@ -374,7 +374,7 @@ def test_concurrent_threads_share_one_manager(pm: PromptManager) -> None:
 # -- export ------------------------------------------------------------------
 
 
-def test_export_best_files_agree_with_db(pm: PromptManager, tmp_path: Path) -> None:
+def test_export_best_files_agree_with_db(pm: PromptDB, tmp_path: Path) -> None:
     seed = pm.add_prompt(RUN, "v0", "seed", parent_id=None, round=0)
     template = "You are a careful mathematician.\r\n  Show your work.\n\nÄnswer: ∎"
     best_id = pm.add_prompt(RUN, "v4", template, parent_id=seed, round=1)
@@ -405,7 +405,7 @@ def test_export_best_files_agree_with_db(pm: PromptManager, tmp_path: Path) -> N
     assert sorted(p.name for p in out.iterdir()) == ["best_prompt.json", "best_prompt.txt"]
 
 
-def test_export_best_rejects_clashing_extra_without_writing(pm: PromptManager, tmp_path: Path) -> None:
+def test_export_best_rejects_clashing_extra_without_writing(pm: PromptDB, tmp_path: Path) -> None:
     pid = pm.add_prompt(RUN, "v0", "x", parent_id=None, round=0)
     pm.record_score(pid, 0.5, 10)
     with pytest.raises(ValueError, match="val_score"):
@@ -413,14 +413,14 @@ def test_export_best_rejects_clashing_extra_without_writing(pm: PromptManager, t
     assert not (tmp_path / "o" / "best_prompt.txt").exists()
 
 
-def test_export_best_without_any_best(pm: PromptManager, tmp_path: Path) -> None:
-    with pytest.raises(PromptStoreError, match="no best prompt"):
+def test_export_best_without_any_best(pm: PromptDB, tmp_path: Path) -> None:
+    with pytest.raises(PromptDBError, match="no best prompt"):
         pm.export_best(None, tmp_path)
     assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # only the db dir
 
 
 def test_crash_during_export_keeps_old_files_and_no_temp_litter(
-    pm: PromptManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pm: PromptDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "export"
     old = pm.add_prompt(RUN, "v0", "old best", parent_id=None, round=0)
@@ -471,9 +471,9 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from trainer.records.prompt_db import PromptManager
+    from trainer.records.prompt_db import PromptDB
 
-    pm = PromptManager(Path(sys.argv[1]))
+    pm = PromptDB(Path(sys.argv[1]))
     pm.start_run("crash", "apo", {})
     parent = None
     i = 0
@@ -521,7 +521,7 @@ def test_sigkill_mid_write_loop_leaves_consistent_db(db_path: Path) -> None:
     finally:
         conn.close()
 
-    with PromptManager(db_path) as pm:
+    with PromptDB(db_path) as pm:
         prompts = {p.id: p for p in pm.list("crash")}
         for pid, i in committed:
             p = prompts[pid]
@@ -546,9 +546,9 @@ _DIE_MID_TRANSACTION = textwrap.dedent(
     import os
     import sys
     from pathlib import Path
-    from trainer.records.prompt_db import PromptManager
+    from trainer.records.prompt_db import PromptDB
 
-    pm = PromptManager(Path(sys.argv[1]))
+    pm = PromptDB(Path(sys.argv[1]))
 
     def trace(sql):
         if "INSERT INTO evaluations" in sql:
@@ -564,7 +564,7 @@ _DIE_MID_TRANSACTION = textwrap.dedent(
 
 
 def test_process_exit_mid_transaction_rolls_back_the_whole_write(db_path: Path) -> None:
-    with PromptManager(db_path) as pm:
+    with PromptDB(db_path) as pm:
         pm.start_run(RUN, "apo", {})
         pid = pm.add_prompt(RUN, "v0", "p", parent_id=None, round=0)
         pm.record_score(pid, 0.25, 10)
@@ -579,7 +579,7 @@ def test_process_exit_mid_transaction_rolls_back_the_whole_write(db_path: Path) 
     assert result.returncode == 17, result.stderr
     assert result.stdout.splitlines() == ["evaluation inserted"]
 
-    with PromptManager(db_path) as pm:
+    with PromptDB(db_path) as pm:
         rec = pm.get(pid)
         assert (rec.status, rec.val_score, rec.val_n) == ("scored", 0.25, 10)
         assert [(e.score, e.n) for e in pm.evaluations(pid)] == [(0.25, 10)]
@@ -607,8 +607,8 @@ def test_non_sqlite_file_is_refused_and_left_untouched(tmp_path: Path, content: 
     path.write_bytes(content)
     before = path.stat()
 
-    with pytest.raises(PromptStoreError) as excinfo:
-        PromptManager(path)
+    with pytest.raises(PromptDBError) as excinfo:
+        PromptDB(path)
 
     assert str(path) in str(excinfo.value)
     assert path.read_bytes() == content
@@ -624,19 +624,19 @@ def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
     conn.close()
     content = path.read_bytes()
 
-    with pytest.raises(PromptStoreError, match="not a prompt store") as excinfo:
-        PromptManager(path)
+    with pytest.raises(PromptDBError, match="not a prompt store") as excinfo:
+        PromptDB(path)
     assert str(path) in str(excinfo.value)
     assert path.read_bytes() == content
 
 
 def test_newer_schema_version_is_refused(db_path: Path) -> None:
-    with PromptManager(db_path):
+    with PromptDB(db_path):
         pass
     conn = _raw(db_path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
 
-    with pytest.raises(PromptStoreError, match="newer") as excinfo:
-        PromptManager(db_path)
+    with pytest.raises(PromptDBError, match="newer") as excinfo:
+        PromptDB(db_path)
     assert str(db_path) in str(excinfo.value)
