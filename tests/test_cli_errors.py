@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI, closed_port
 from trainer.config import EMBEDDED_MODEL_NAME, Settings
+from trainer.testing import ScriptedLLM, closed_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CASE_TIMEOUT_S = 90.0
@@ -121,7 +121,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     }
     env0 = base_env()
     workers = min(len(cases), 2 * (os.cpu_count() or 1))
-    with FakeOpenAI() as fake, FakeOpenAI() as ok_fake:
+    with ScriptedLLM() as fake, ScriptedLLM() as ok_fake:
         urls = {"fake": fake.base_url, "ok": ok_fake.base_url, "dead_llm": dead_llm, "store": store_url}
         cwds = {name: root / name for name in cases}
 

@@ -1,8 +1,9 @@
-"""Tests for trainer.apo.optimizer_llm: the bounded, retrying, token-counting client APO calls.
+"""Tests for trainer.apo.optimizer_llm: the bounded, token-counting client APO calls.
 
-The client under test wraps a real ``openai.AsyncOpenAI`` talking HTTP to a fake OpenAI-compatible
-server on 127.0.0.1 (tests/fake_openai.py), so request bodies, status codes and error bodies go
-through the real openai library exactly as with a hosted endpoint.
+Every test builds the client with the production constructor (``optimizer_client``, as a training
+does), talking HTTP to the scripted OpenAI-compatible server on 127.0.0.1 (``trainer.testing``), so
+request bodies, status codes, retries and error bodies go through the real openai library exactly as
+with a hosted endpoint. Retries are the SDK's alone: a request count shows there is one layer.
 """
 
 from __future__ import annotations
@@ -17,25 +18,25 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.fake_openai import (
+from trainer.apo.optimizer_llm import BoundedChatClient, UsageLedger, optimizer_client, optimizer_role
+from trainer.testing import (
     CONTEXT_OVERFLOW,
     OVERLOADED,
     RATE_LIMITED,
     SERVER_ERROR,
-    FakeOpenAI,
     Reply,
+    ScriptedLLM,
     chat_completion,
     closed_port,
     error_body,
 )
-from trainer.apo.optimizer_llm import BoundedChatClient, UsageLedger, optimizer_role
 
 MODEL = "critic-model"
 MESSAGES = [{"role": "user", "content": "Improve this prompt: You solve math problems."}]
 
 
 def run_with_client(
-    fake: FakeOpenAI,
+    fake: ScriptedLLM,
     body: Callable[[BoundedChatClient], Awaitable[Any]],
     *,
     max_tokens: int = 64,
@@ -43,22 +44,16 @@ def run_with_client(
     max_retries: int = 2,
     usage: UsageLedger | None = None,
 ) -> Any:
-    """Run ``body(client)`` on a fresh event loop with a real AsyncOpenAI pointed at ``fake``."""
+    """Run ``body(client)`` on a fresh event loop with the production client pointed at ``fake``."""
 
     async def main() -> Any:
-        raw = AsyncOpenAI(base_url=fake.base_url, api_key="x", max_retries=0)
+        client = optimizer_client(
+            fake.base_url, "x", max_tokens=max_tokens, timeout=timeout, max_retries=max_retries, usage=usage
+        )
         try:
-            client = BoundedChatClient(
-                raw,
-                max_tokens=max_tokens,
-                timeout=timeout,
-                max_retries=max_retries,
-                usage=usage,
-                backoff_seconds=0.01,
-            )
-            return await asyncio.wait_for(body(client), timeout=20)
+            return await asyncio.wait_for(body(client), timeout=30)
         finally:
-            await raw.close()
+            await client.close()
 
     return asyncio.run(main())
 
@@ -71,7 +66,7 @@ async def _call(client: BoundedChatClient, **extra: Any) -> Any:
 
 
 def test_injects_max_tokens_and_returns_the_completion() -> None:
-    with FakeOpenAI() as fake:
+    with ScriptedLLM() as fake:
         response = run_with_client(fake, _call, max_tokens=77)
         seen = fake.requests
     assert len(seen) == 1
@@ -84,14 +79,14 @@ def test_injects_max_tokens_and_returns_the_completion() -> None:
 
 
 def test_caller_max_tokens_wins() -> None:
-    with FakeOpenAI() as fake:
+    with ScriptedLLM() as fake:
         run_with_client(fake, lambda c: _call(c, max_tokens=9), max_tokens=77)
         seen = fake.requests
     assert [r["max_tokens"] for r in seen] == [9]
 
 
 def test_caller_temperature_passes_through() -> None:
-    with FakeOpenAI() as fake:
+    with ScriptedLLM() as fake:
         run_with_client(fake, lambda c: _call(c, temperature=1.0))
         seen = fake.requests
     assert seen[0]["temperature"] == 1.0
@@ -103,7 +98,7 @@ def test_caller_temperature_passes_through() -> None:
 def test_retries_5xx_and_429_then_succeeds() -> None:
     script = [Reply(500, SERVER_ERROR), Reply(503, OVERLOADED), Reply(429, RATE_LIMITED, headers={"retry-after": "0"})]
     usage = UsageLedger()
-    with FakeOpenAI(script) as fake:
+    with ScriptedLLM(script) as fake:
         response = run_with_client(fake, _call, max_retries=3, usage=usage)
         seen = fake.requests
     assert len(seen) == 4
@@ -118,7 +113,7 @@ def test_retries_5xx_and_429_then_succeeds() -> None:
 
 def test_retries_dropped_connection_then_succeeds() -> None:
     usage = UsageLedger()
-    with FakeOpenAI([Reply(drop=True), Reply(drop=True)]) as fake:
+    with ScriptedLLM([Reply(drop=True), Reply(drop=True)]) as fake:
         response = run_with_client(fake, _call, max_retries=2, usage=usage)
         seen = fake.requests
     assert len(seen) == 3
@@ -129,13 +124,13 @@ def test_retries_dropped_connection_then_succeeds() -> None:
 
 def test_connection_refused_ends_in_a_connection_error() -> None:
     async def main() -> None:
-        raw = AsyncOpenAI(base_url=f"http://127.0.0.1:{closed_port()}/v1", api_key="x", max_retries=0)
-        client = BoundedChatClient(raw, max_tokens=8, timeout=2.0, max_retries=2, usage=usage, backoff_seconds=0.01)
+        url = f"http://127.0.0.1:{closed_port()}/v1"
+        client = optimizer_client(url, "x", max_tokens=8, timeout=2.0, max_retries=2, usage=usage)
         try:
             with pytest.raises(openai.APIConnectionError):
-                await asyncio.wait_for(_call(client), timeout=20)
+                await asyncio.wait_for(_call(client), timeout=30)
         finally:
-            await raw.close()
+            await client.close()
 
     usage = UsageLedger()
     asyncio.run(main())
@@ -153,7 +148,7 @@ def test_connection_refused_ends_in_a_connection_error() -> None:
 )
 def test_client_errors_are_not_retried(status: int, body: dict[str, Any], error: type[Exception]) -> None:
     usage = UsageLedger()
-    with FakeOpenAI([Reply(status, body)]) as fake:
+    with ScriptedLLM([Reply(status, body)]) as fake:
         with pytest.raises(error) as info:
             run_with_client(fake, _call, max_retries=5, usage=usage)
         seen = fake.requests
@@ -164,7 +159,7 @@ def test_client_errors_are_not_retried(status: int, body: dict[str, Any], error:
 
 
 def test_context_overflow_is_a_bad_request_with_openai_code() -> None:
-    with FakeOpenAI([Reply(400, CONTEXT_OVERFLOW)]) as fake:
+    with ScriptedLLM([Reply(400, CONTEXT_OVERFLOW)]) as fake:
         with pytest.raises(openai.BadRequestError) as info:
             run_with_client(fake, _call, max_retries=3)
         assert len(fake.requests) == 1
@@ -174,20 +169,20 @@ def test_context_overflow_is_a_bad_request_with_openai_code() -> None:
 
 def test_gives_up_after_max_retries() -> None:
     usage = UsageLedger()
-    with FakeOpenAI(default=Reply(503, OVERLOADED)) as fake:
+    with ScriptedLLM(default=Reply(503, OVERLOADED)) as fake:
         started = time.monotonic()
         with pytest.raises(openai.InternalServerError):
             run_with_client(fake, _call, max_retries=2, usage=usage)
         elapsed = time.monotonic() - started
         seen = fake.requests
-    assert len(seen) == 3  # the first attempt and two retries
+    assert len(seen) == 3  # the first attempt and two retries: one layer (stacked, it was 9)
     stats = usage.get("optimizer", MODEL)
     assert (stats.calls, stats.failures) == (0, 1)
-    assert elapsed < 5
+    assert elapsed < 10
 
 
 def test_zero_retries_means_one_attempt() -> None:
-    with FakeOpenAI(default=Reply(500, SERVER_ERROR)) as fake:
+    with ScriptedLLM(default=Reply(500, SERVER_ERROR)) as fake:
         with pytest.raises(openai.InternalServerError):
             run_with_client(fake, _call, max_retries=0)
         assert len(fake.requests) == 1
@@ -200,18 +195,15 @@ def test_backoff_grows_between_retries() -> None:
         arrivals.append(time.monotonic())
         return Reply(503, OVERLOADED) if len(arrivals) <= 3 else Reply()
 
-    async def body(client: BoundedChatClient) -> Any:
-        client.backoff_seconds = 0.05
-        return await _call(client)
-
-    with FakeOpenAI(script) as fake:
-        run_with_client(fake, body, max_retries=3)
+    with ScriptedLLM(script) as fake:
+        run_with_client(fake, _call, max_retries=3)
         assert len(fake.requests) == 4
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    # 0.05, 0.1, 0.2 s of backoff: each gap at least its backoff.
-    assert gaps[0] >= 0.045
-    assert gaps[1] >= 0.095
-    assert gaps[2] >= 0.195
+    # The SDK backs off 0.5, 1 and 2 s, each with up to 25% jitter off: every gap at least its backoff.
+    assert gaps[0] >= 0.37
+    assert gaps[1] >= 0.74
+    assert gaps[2] >= 1.49
+    assert gaps[0] < gaps[1] < gaps[2]
 
 
 # -- accounting ----------------------------------------------------------------------------------
@@ -232,7 +224,7 @@ def test_tokens_are_counted_by_role() -> None:
         await client.chat.completions.create(model="edit-model", messages=MESSAGES)  # outside any role
 
     usage = UsageLedger()
-    with FakeOpenAI(script) as fake:
+    with ScriptedLLM(script) as fake:
         run_with_client(fake, body, usage=usage)
         assert len(fake.requests) == 4
     gradient = usage.get("gradient", "grad-model")
@@ -265,7 +257,7 @@ def test_roles_stay_separate_across_concurrent_calls() -> None:
                              *(in_role(client, "edit", "e") for _ in range(3)))  # fmt: skip
 
     usage = UsageLedger()
-    with FakeOpenAI(script) as fake:
+    with ScriptedLLM(script) as fake:
         run_with_client(fake, body, usage=usage)
         assert len(fake.requests) == 6
     assert usage.get("gradient", "g").input_tokens == 30
@@ -282,7 +274,7 @@ def test_role_is_restored_after_block() -> None:
         await _call(client)
 
     usage = UsageLedger()
-    with FakeOpenAI() as fake:
+    with ScriptedLLM() as fake:
         run_with_client(fake, body, usage=usage)
     assert {k: v["calls"] for k, v in usage.as_dict().items()} == {
         f"edit:{MODEL}": 1,
@@ -303,7 +295,7 @@ def test_truncated_replies_are_counted() -> None:
             await _call(client)
             await _call(client)
 
-    with FakeOpenAI(script) as fake:
+    with ScriptedLLM(script) as fake:
         run_with_client(fake, body, usage=usage)
     stats = usage.get("edit", MODEL)
     assert (stats.calls, stats.truncated, stats.output_tokens) == (2, 1, 69)
@@ -311,7 +303,7 @@ def test_truncated_replies_are_counted() -> None:
 
 def test_reply_without_usage_counts_the_call_but_no_tokens() -> None:
     usage = UsageLedger()
-    with FakeOpenAI([Reply(body=chat_completion(include_usage=False))]) as fake:
+    with ScriptedLLM([Reply(body=chat_completion(include_usage=False))]) as fake:
         run_with_client(fake, _call, usage=usage)
     stats = usage.get("optimizer", MODEL)
     assert (stats.calls, stats.input_tokens, stats.output_tokens) == (1, 0, 0)
@@ -322,7 +314,7 @@ def test_reply_without_usage_counts_the_call_but_no_tokens() -> None:
 
 def test_timeout_is_honoured() -> None:
     usage = UsageLedger()
-    with FakeOpenAI([Reply(delay=10.0)]) as fake:
+    with ScriptedLLM([Reply(delay=10.0)]) as fake:
         started = time.monotonic()
         with pytest.raises(openai.APITimeoutError):
             run_with_client(fake, _call, timeout=0.3, max_retries=0, usage=usage)
@@ -334,7 +326,7 @@ def test_timeout_is_honoured() -> None:
 
 def test_timeout_is_retried_like_any_transient_failure() -> None:
     usage = UsageLedger()
-    with FakeOpenAI([Reply(delay=10.0)]) as fake:
+    with ScriptedLLM([Reply(delay=10.0)]) as fake:
         started = time.monotonic()
         response = run_with_client(fake, _call, timeout=0.3, max_retries=1, usage=usage)
         elapsed = time.monotonic() - started
@@ -346,7 +338,7 @@ def test_timeout_is_retried_like_any_transient_failure() -> None:
 
 
 def test_caller_timeout_wins() -> None:
-    with FakeOpenAI([Reply(delay=10.0)]) as fake:
+    with ScriptedLLM([Reply(delay=10.0)]) as fake:
         started = time.monotonic()
         with pytest.raises(openai.APITimeoutError):
             run_with_client(fake, lambda c: _call(c, timeout=0.2), timeout=60.0, max_retries=0)
@@ -371,7 +363,7 @@ def test_fake_server_answers_like_openai() -> None:
         finally:
             await raw.close()
 
-    with FakeOpenAI() as fake:
+    with ScriptedLLM() as fake:
         models, not_found, total = asyncio.run(main(fake.base_url))
         assert [(r.method, r.path) for r in fake.log] == [
             ("GET", "/v1/models"),

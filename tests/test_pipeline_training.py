@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI, Reply, chat_completion
 from tests.pipeline import (
     Pipeline,
     collector_counters,
@@ -34,6 +33,7 @@ from tests.pipeline import (
     wait_until,
 )
 from tests.trainer_process import TINY, assert_critique_shows_conversations, clean_env, run_trainer
+from trainer.testing import Reply, ScriptedLLM, chat_completion
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -60,7 +60,7 @@ class ScriptedOptimizer:
         return Reply(200, chat_completion(EDITED))
 
 
-def optimizer_env(fake: FakeOpenAI) -> dict[str, str]:
+def optimizer_env(fake: ScriptedLLM) -> dict[str, str]:
     return {"OPTIMIZER_BASE_URL": fake.base_url, "GRADIENT_MODEL": "fake-model"}
 
 
@@ -88,7 +88,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 def trained(services: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("run")
     optimizer = ScriptedOptimizer()
-    with FakeOpenAI(optimizer) as fake:
+    with ScriptedLLM(optimizer) as fake:
         result = run_trainer(
             ["train", *TINY, "--output", str(out), "--store-url", services.store_url],
             cwd=out,
@@ -198,7 +198,7 @@ def test_collector_restart_mid_training_loses_nothing(tmp_path: Path) -> None:
     require_binaries()
     out = tmp_path / "run"
     out.mkdir()
-    with pipeline(tmp_path / "logs") as services, FakeOpenAI(ScriptedOptimizer()) as fake:
+    with pipeline(tmp_path / "logs") as services, ScriptedLLM(ScriptedOptimizer()) as fake:
         log = (tmp_path / "train.log").open("w")
         proc = subprocess.Popen(
             [sys.executable, "-m", "trainer", "train", *TINY, "--output", str(out), "--store-url", services.store_url],

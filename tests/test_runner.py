@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_openai import closed_port
 from tests.pipeline import agl_store
 from tests.trainer_process import TINY, clean_env, run_trainer
 from trainer.config import ConfigError, Settings
 from trainer.data.problems import MathTask
 from trainer.records.ledger import RunLedgers
 from trainer.serving.embedded_llm import EmbeddedLLM
+from trainer.testing import closed_port
 from trainer.training.runner import check_runner_settings
 from trainer.training.train import for_run, new_run_id
 

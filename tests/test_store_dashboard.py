@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_openai import closed_port
 from tests.pipeline import StoreServer, agl_store, store_statistics
 from tests.trainer_process import clean_env
 from trainer.serving.store_dashboard import ReadOnlyProxy
+from trainer.testing import closed_port
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from tests.fake_openai import FakeOpenAI
 from tests.pipeline import pipeline, require_binaries
 from tests.prometheus_server import hostport, prometheus
 from tests.test_dashboards import _has_finite, training_panel_exprs
 from tests.test_pipeline_training import ScriptedOptimizer
 from tests.trainer_process import TINY, run_trainer
 from trainer.serving.probes import free_port
+from trainer.testing import ScriptedLLM
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -36,7 +36,7 @@ def scraped_training(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "collector-spanmetrics": [hostport(services.prometheus_url)],
             "jaeger": [hostport(services.jaeger.metrics_url)],
         }
-        with prometheus(targets, work / "prometheus") as prom, FakeOpenAI(ScriptedOptimizer()) as fake:
+        with prometheus(targets, work / "prometheus") as prom, ScriptedLLM(ScriptedOptimizer()) as fake:
             result = run_trainer(
                 ["train", *TINY, "--output", str(work / "out"), "--store-url", services.store_url],
                 cwd=work,

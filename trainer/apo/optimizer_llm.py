@@ -1,17 +1,14 @@
 """The chat client APO's critique ("gradient") and edit calls go through.
 
-Stock APO sends no output limit and no retry: measured on the embedded model, 12 of 72 optimizer
-calls ran until the context was full (~250 s each). This client wraps ``AsyncOpenAI`` and adds, for
-every ``chat.completions.create`` call: a reply cap, a timeout, retries with backoff for transient
-failures (connection errors, timeouts, HTTP 429 and 5xx; never 4xx, which a retry cannot fix), and
-token accounting by role (``gradient`` / ``edit``) for the summary and metrics.
+Stock APO sends no output limit: measured on the embedded model, 12 of 72 optimizer calls ran until
+the context was full (~250 s each). This client wraps ``AsyncOpenAI`` and adds, for every
+``chat.completions.create`` call, a reply cap and token accounting by role (``gradient`` / ``edit``)
+for the summary and metrics. Timeout and retries are the SDK's own (see :func:`optimizer_client`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,10 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import openai
 from openai import AsyncOpenAI
-
-logger = logging.getLogger(__name__)
 
 _role: contextvars.ContextVar[str] = contextvars.ContextVar("optimizer_role", default="optimizer")
 
@@ -64,12 +58,6 @@ class UsageLedger:
         return {f"{role}:{model}": vars(u).copy() for (role, model), u in self.by_role.items()}
 
 
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError)):
-        return True
-    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
-
-
 class _Completions:
     def __init__(self, owner: BoundedChatClient) -> None:
         self._owner = owner
@@ -84,67 +72,70 @@ class _Chat:
 
 
 class BoundedChatClient:
-    """Duck-types the part of ``AsyncOpenAI`` that APO uses: ``chat.completions.create``."""
+    """Duck-types the part of ``AsyncOpenAI`` that APO uses: ``chat.completions.create``.
+
+    Retries and timeouts are the SDK's (one layer): build it with :func:`optimizer_client`.
+    """
 
     def __init__(
         self,
         client: AsyncOpenAI,
         *,
         max_tokens: int,
-        timeout: float,
-        max_retries: int,
         usage: UsageLedger | None = None,
-        backoff_seconds: float = 1.0,
         on_call: Callable[[str, str, int, int, float], None] | None = None,
     ) -> None:
         self._client = client
         self.max_tokens = max_tokens
-        self.timeout = timeout
-        self.max_retries = max_retries
         self.usage = usage or UsageLedger()
-        self.backoff_seconds = backoff_seconds
         self.on_call = on_call  # (role, model, input_tokens, output_tokens, seconds), e.g. for metrics
         self.chat = _Chat(self)
 
+    async def close(self) -> None:
+        await self._client.close()
+
     async def _create(self, **kwargs: Any) -> Any:
         kwargs.setdefault("max_tokens", self.max_tokens)
-        kwargs.setdefault("timeout", self.timeout)
         role, model = _role.get(), str(kwargs.get("model", ""))
         usage = self.usage.get(role, model)
-        attempt = 0
-        while True:
-            started = time.monotonic()
-            try:
-                response = await self._client.chat.completions.create(**kwargs)
-            except Exception as exc:
-                usage.seconds += time.monotonic() - started
-                if attempt < self.max_retries and _transient(exc):
-                    delay = self.backoff_seconds * (2**attempt)
-                    attempt += 1
-                    logger.warning(
-                        "%s call to %s failed (%s); retry %d/%d in %.0fs",
-                        role,
-                        model,
-                        type(exc).__name__,
-                        attempt,
-                        self.max_retries,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                usage.failures += 1
-                raise
-            elapsed = time.monotonic() - started
-            usage.seconds += elapsed
-            usage.calls += 1
-            input_tokens = output_tokens = 0
-            if response.usage is not None:
-                input_tokens = int(response.usage.prompt_tokens or 0)
-                output_tokens = int(response.usage.completion_tokens or 0)
-                usage.input_tokens += input_tokens
-                usage.output_tokens += output_tokens
-            if self.on_call is not None:
-                self.on_call(role, model, input_tokens, output_tokens, elapsed)
-            if response.choices and response.choices[0].finish_reason == "length":
-                usage.truncated += 1
-            return response
+        started = time.monotonic()
+        try:
+            response = await self._client.chat.completions.create(**kwargs)
+        except Exception:
+            usage.seconds += time.monotonic() - started
+            usage.failures += 1
+            raise
+        elapsed = time.monotonic() - started
+        usage.seconds += elapsed
+        usage.calls += 1
+        input_tokens = output_tokens = 0
+        if response.usage is not None:
+            input_tokens = int(response.usage.prompt_tokens or 0)
+            output_tokens = int(response.usage.completion_tokens or 0)
+            usage.input_tokens += input_tokens
+            usage.output_tokens += output_tokens
+        if self.on_call is not None:
+            self.on_call(role, model, input_tokens, output_tokens, elapsed)
+        if response.choices and response.choices[0].finish_reason == "length":
+            usage.truncated += 1
+        return response
+
+
+def optimizer_client(
+    base_url: str,
+    api_key: str | None,
+    *,
+    max_tokens: int,
+    timeout: float,
+    max_retries: int,
+    usage: UsageLedger | None = None,
+    on_call: Callable[[str, str, int, int, float], None] | None = None,
+) -> BoundedChatClient:
+    """The client a training gives APO.
+
+    The openai SDK retries transient failures itself (connection errors, timeouts, 408/409/429/5xx,
+    with backoff and ``Retry-After``) and never 4xx otherwise. A second retry loop around it
+    multiplied the attempts: one persistent 503 cost 9 requests with ``OPTIMIZER_MAX_RETRIES=2``.
+    """
+    raw = AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=max_retries)
+    return BoundedChatClient(raw, max_tokens=max_tokens, usage=usage, on_call=on_call)
