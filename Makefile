@@ -36,6 +36,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) scripts/env_example.py --check
+	$(PY) grafana/generate.py --check
 
 bench: venv binaries
 	$(PY) -m benchmarks

@@ -57,6 +57,7 @@ from tests.prometheus_server import (
     render_config,
     require_prometheus,
 )
+from trainer.telemetry import metric_contract as mc
 
 pytestmark = pytest.mark.slow
 
@@ -222,36 +223,31 @@ def training_panel_exprs() -> list[tuple[str, str, str, bool]]:
 
 
 class SpecTrainer:
-    """Serves the agreed ``apo_*`` metrics (contract names, labels, types) with moving values.
+    """Serves the contract's ``apo_*`` metrics (``trainer/telemetry/metric_contract.py``) with moving values.
 
     Not the trainer's code: a stand-in so the training dashboard is checked against the metric
     contract here; a test with a real training checks it against the real thing.
     """
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+        from prometheus_client import CollectorRegistry, start_http_server
 
         r = self.registry = CollectorRegistry()
-        self.reward = Histogram("apo_rollout_reward", "r", ["split", "prompt_version"], buckets=(0, 0.5, 1), registry=r)
-        self.rollouts = Counter("apo_rollouts", "r", ["split", "outcome"], registry=r)
-        self.duration = Histogram("apo_rollout_duration_seconds", "d", ["split"], registry=r)
-        self.tokens = Counter("apo_llm_tokens", "t", ["role", "model", "kind"], registry=r)
-        self.llm_duration = Histogram("apo_llm_request_duration_seconds", "d", ["role", "model"], registry=r)
-        self.round = Gauge("apo_round", "r", registry=r)
-        self.rounds_planned = Gauge("apo_rounds_planned", "r", registry=r)
-        self.candidate = Gauge("apo_candidate_val_score", "s", ["prompt_version", "round"], registry=r)
-        self.seed = Gauge("apo_seed_val_score", "s", registry=r)
-        self.best = Gauge("apo_best_val_score", "s", registry=r)
-        self.best_info = Gauge("apo_best_prompt_info", "i", ["prompt_version"], registry=r)
-        self.candidates = Counter("apo_candidates", "c", ["outcome"], registry=r)
-        self.failed_branches = Counter("apo_optimizer_failed_branches", "f", registry=r)
-        self.test_score = Gauge("apo_test_score", "t", ["prompt"], registry=r)
-        self.run_info = Gauge(
-            "apo_run_info",
-            "i",
-            ["run_id", "algorithm", "agent_model", "gradient_model", "edit_model", "dataset"],
-            registry=r,
-        )
+        self.reward = mc.ROLLOUT_REWARD.register(r)
+        self.rollouts = mc.ROLLOUTS.register(r)
+        self.duration = mc.ROLLOUT_DURATION.register(r)
+        self.tokens = mc.LLM_TOKENS.register(r)
+        self.llm_duration = mc.LLM_REQUEST_DURATION.register(r)
+        self.round = mc.ROUND_NUMBER.register(r)
+        self.rounds_planned = mc.ROUNDS_PLANNED.register(r)
+        self.candidate = mc.CANDIDATE_VAL_SCORE.register(r)
+        self.seed = mc.SEED_VAL_SCORE.register(r)
+        self.best = mc.BEST_VAL_SCORE.register(r)
+        self.best_info = mc.BEST_PROMPT_INFO.register(r)
+        self.candidates = mc.CANDIDATES.register(r)
+        self.failed_branches = mc.OPTIMIZER_FAILED_BRANCHES.register(r)
+        self.test_score = mc.TEST_SCORE.register(r)
+        self.run_info = mc.RUN_INFO.register(r)
         self.round.set(1)
         self.rounds_planned.set(2)
         self.seed.set(0.25)
@@ -275,11 +271,11 @@ class SpecTrainer:
     def step(self) -> None:
         """One more rollout of each split and one optimizer call: every rate moves."""
         self.step_count += 1
-        for split in ("train", "val", "test"):
+        for split in mc.SPLIT.values:
             self.reward.labels(split=split, prompt_version="v1").observe(float(self.step_count % 2))
             self.rollouts.labels(split=split, outcome="ok" if self.step_count % 3 else "llm_error").inc()
             self.duration.labels(split=split).observe(0.4 + 0.1 * (self.step_count % 5))
-        for role in ("agent", "gradient", "edit"):
+        for role in mc.ROLE.values:
             self.tokens.labels(role=role, model="m", kind="input").inc(100)
             self.tokens.labels(role=role, model="m", kind="output").inc(20)
             self.llm_duration.labels(role=role, model="m").observe(0.3)

@@ -2,7 +2,8 @@
 
 Rollouts run in separate runner processes, so per-rollout figures are not counted where they
 happen: every runner appends one line per rollout to the run's ledger (``rollouts.jsonl``), and the
-main process follows that file and observes each line exactly once. That keeps one registry in
+main process follows that file (:class:`trainer.records.ledger.LedgerFollower`) and observes each
+line exactly once (:meth:`TrainerMetrics.observe_rollout`). That keeps one registry in
 one process (no multiprocess mode, whose files and merge rules would forbid exemplars), and the
 reward histogram carries each rollout's trace id as an exemplar (OpenMetrics), linking a reward
 to its trace in Jaeger.
@@ -21,19 +22,22 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from trainer.records.ledger import LedgerTail
+from trainer.telemetry import metric_contract as contract
 
 logger = logging.getLogger(__name__)
 
-OUTCOMES = ("ok", "llm_error", "timeout", "bad_template")
-REWARD_BUCKETS = (0.0, 0.5, 1.0)
-DURATION_BUCKETS = (0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+# Declared in the contract; the names stay importable from here.
+OUTCOMES = contract.ROLLOUT_OUTCOME.values
+REWARD_BUCKETS = contract.REWARD_BUCKETS
+DURATION_BUCKETS = contract.DURATION_BUCKETS
+# Rollouts of these splits get zero series from the start: rate() and "no errors" panels need a
+# series before the first error. Test rollouts only run at the end of a run.
+ZERO_SERIES_SPLITS = ("train", "val")
 
 
 class TrainerMetrics:
@@ -42,43 +46,25 @@ class TrainerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.reward = Histogram(
-            "apo_rollout_reward", "Reward of each rollout.", ["split", "prompt_version"],
-            buckets=REWARD_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.rollouts = Counter("apo_rollouts", "Rollouts by outcome.", ["split", "outcome"], registry=r)
-        self.rollout_duration = Histogram(
-            "apo_rollout_duration_seconds", "Wall time of a rollout.", ["split"], buckets=DURATION_BUCKETS, registry=r
-        )
-        self.tokens = Counter("apo_llm_tokens", "LLM tokens.", ["role", "model", "kind"], registry=r)
-        self.llm_duration = Histogram(
-            "apo_llm_request_duration_seconds", "Time inside LLM requests.", ["role", "model"],
-            buckets=DURATION_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.round = Gauge("apo_round", "Current APO round (0 = seed evaluation).", registry=r)
-        self.rounds_planned = Gauge("apo_rounds_planned", "APO rounds this run will do.", registry=r)
-        self.candidate_score = Gauge(
-            "apo_candidate_val_score", "Val score of each evaluated prompt version.", ["prompt_version", "round"],
-            registry=r,
-        )  # fmt: skip
-        self.seed_score = Gauge("apo_seed_val_score", "Val score of the seed prompt.", registry=r)
-        self.best_score = Gauge("apo_best_val_score", "Best val score so far.", registry=r)
-        self.best_prompt = Gauge(
-            "apo_best_prompt_info", "The best prompt version (value 1).", ["prompt_version"], registry=r
-        )
-        self.candidates = Counter("apo_candidates", "Candidates by outcome.", ["outcome"], registry=r)
-        self.failed_branches = Counter(
-            "apo_optimizer_failed_branches", "Critique/edit branches lost to optimizer errors.", registry=r
-        )
-        self.test_score = Gauge("apo_test_score", "Held-out test score.", ["prompt"], registry=r)
-        self.run_info = Gauge(
-            "apo_run_info", "The run (value 1).",
-            ["run_id", "algorithm", "agent_model", "gradient_model", "edit_model", "dataset"], registry=r,
-        )  # fmt: skip
-        for outcome in OUTCOMES:  # zeros from the start: rate() and "no errors" panels need a series
-            for split in ("train", "val"):
+        self.reward = contract.ROLLOUT_REWARD.register(r)
+        self.rollouts = contract.ROLLOUTS.register(r)
+        self.rollout_duration = contract.ROLLOUT_DURATION.register(r)
+        self.tokens = contract.LLM_TOKENS.register(r)
+        self.llm_duration = contract.LLM_REQUEST_DURATION.register(r)
+        self.round = contract.ROUND_NUMBER.register(r)
+        self.rounds_planned = contract.ROUNDS_PLANNED.register(r)
+        self.candidate_score = contract.CANDIDATE_VAL_SCORE.register(r)
+        self.seed_score = contract.SEED_VAL_SCORE.register(r)
+        self.best_score = contract.BEST_VAL_SCORE.register(r)
+        self.best_prompt = contract.BEST_PROMPT_INFO.register(r)
+        self.candidates = contract.CANDIDATES.register(r)
+        self.failed_branches = contract.OPTIMIZER_FAILED_BRANCHES.register(r)
+        self.test_score = contract.TEST_SCORE.register(r)
+        self.run_info = contract.RUN_INFO.register(r)
+        for outcome in OUTCOMES:
+            for split in ZERO_SERIES_SPLITS:
                 self.rollouts.labels(split=split, outcome=outcome)
-        for outcome in ("evaluated", "rejected"):
+        for outcome in contract.CANDIDATE_OUTCOME.values:
             self.candidates.labels(outcome=outcome)
         self._lock = threading.Lock()
         self._best_label: str | None = None
@@ -121,42 +107,6 @@ class TrainerMetrics:
             self._best_label = label
         self.best_prompt.labels(prompt_version=label).set(1)
         self.best_score.set(score)
-
-
-class LedgerFollower:
-    """Observes each new line of a rollout ledger once, on a background thread."""
-
-    def __init__(self, metrics: TrainerMetrics, path: Path, agent_model: str, interval: float = 0.5) -> None:
-        self.metrics = metrics
-        self.path = path
-        self.agent_model = agent_model
-        self.interval = interval
-        self._tail = LedgerTail(path)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ledger-metrics", daemon=True)
-
-    def poll(self) -> int:
-        """Observe what was appended since the last call; returns how many rollouts."""
-        rows = self._tail.read_new()
-        for row in rows:
-            self.metrics.observe_rollout(row, self.agent_model)
-        return len(rows)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll()
-            except Exception:  # a metrics hiccup must never stop a training
-                logger.exception("ledger metrics failed")
-
-    def start(self) -> LedgerFollower:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.poll()  # what the runners wrote last
 
 
 class _QuietHandler(WSGIRequestHandler):
