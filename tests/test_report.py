@@ -1,27 +1,22 @@
-"""Tests for trainer.records.report: reward-curve points, the PNG, summary.json and the summary table."""
+"""Tests for trainer.records.report: reward-curve points and the PNG a person looks at."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rich.console import Console
+from matplotlib.colors import to_rgb
+from matplotlib.image import imread
 
 from trainer.records.prompt_db import PromptDB, PromptRecord
-from trainer.records.report import (
-    CURVE_FILE,
-    SUMMARY_FILE,
-    curve_points,
-    print_summary,
-    render_run_report,
-    write_summary,
-)
+from trainer.records.report import CANDIDATE_COLOR, CURVE_FILE, curve_points, render_run_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN = "20250101-000000-abcd"
@@ -182,65 +177,68 @@ def test_render_run_report_of_an_empty_run(tmp_path: Path) -> None:
     assert len(data) > 1024
 
 
-# -- summary.json ----------------------------------------------------------------------------------
+def _score_or_reject(pm: PromptDB, prompt_id: int, score: float | None) -> None:
+    if score is None:
+        pm.reject(prompt_id, "duplicate")
+    else:
+        pm.record_score(prompt_id, score, 16)
 
 
-def _summary() -> dict[str, object]:
-    return {
-        "run_id": RUN,
-        "algorithm": "apo",
-        "seed_val": {"value": 0.25, "correct": 4, "n": 16, "ci95": [0.1, 0.49]},
-        "best_val": {"value": 0.75, "correct": 12, "n": 16, "ci95": [0.51, 0.9]},
-        "seed_test": {"value": 0.2, "correct": 6, "n": 30, "ci95": [0.095, 0.373]},
-        "best_test": None,
-        "best_prompt_id": 5,
-        "best_prompt_version": "v4",
-        "verdict": "best looks better than seed by 0.100, but that is within noise",
-        "rollouts": 256,
-        "rollout_statuses": {"ok": 250, "timeout": 6},
-        "candidates": 6,
-        "candidates_rejected": 1,
-        "llm_tokens": 1234567,
-        "wall_seconds": 61.4,
-        "best_prompt_file": "outputs/best_prompt.txt",
-        "unicode": "3 \u00d7 4 = 12",
-    }
+def build_crowded_db(path: Path) -> PromptDB:
+    """3 rounds with ties: per round 1, 4 and 5 evaluated candidates (rejected ones count 0), one unscored."""
+    pm = PromptDB(path)
+    pm.start_run(RUN, "apo", {})
+    seed = pm.add_prompt(RUN, "v0", "Seed.", parent_id=None, round=0)
+    pm.record_score(seed, 0.5, 16)
+    for label, score in [("v1", 0.5), ("v2", 0.5), ("v3", 0.25), ("v4", None)]:  # two ties, equal to the seed
+        rid = pm.add_prompt(RUN, label, f"Round 1 {label}.", parent_id=seed, round=1)
+        _score_or_reject(pm, rid, score)
+    for label, score in [("v5", 0.75), ("v6", 0.75), ("v7", None), ("v8", None), ("v9", 0.625)]:
+        rid = pm.add_prompt(RUN, label, f"Round 2 {label}.", parent_id=seed, round=2)
+        _score_or_reject(pm, rid, score)
+    pm.add_prompt(RUN, "v10", "Never scored.", parent_id=seed, round=2)
+    return pm
 
 
-def test_write_summary_writes_valid_json(tmp_path: Path) -> None:
-    path = write_summary(tmp_path, _summary())
-    assert path == tmp_path / SUMMARY_FILE
-    text = path.read_text(encoding="utf-8")
-    assert text.endswith("\n")
-    assert json.loads(text) == _summary()
-    assert list(json.loads(text)) == list(_summary())  # key order kept for readers
-    assert [p.name for p in tmp_path.iterdir()] == [SUMMARY_FILE]
+def _blobs(mask: npt.NDArray[np.bool_]) -> list[list[tuple[int, int]]]:
+    """The 8-connected components of ``mask``, each as its (row, column) pixels."""
+    todo = {(int(r), int(c)) for r, c in np.argwhere(mask)}
+    blobs: list[list[tuple[int, int]]] = []
+    while todo:
+        stack = [todo.pop()]
+        blob: list[tuple[int, int]] = []
+        while stack:
+            r, c = stack.pop()
+            blob.append((r, c))
+            for neighbour in [(r + dr, c + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]:
+                if neighbour in todo:
+                    todo.remove(neighbour)
+                    stack.append(neighbour)
+        blobs.append(blob)
+    return blobs
 
 
-def test_write_summary_replaces_atomically(tmp_path: Path) -> None:
-    write_summary(tmp_path, {"run_id": "old"})
-    write_summary(tmp_path, _summary())
-    assert json.loads((tmp_path / SUMMARY_FILE).read_text(encoding="utf-8"))["run_id"] == RUN
-    assert [p.name for p in tmp_path.iterdir()] == [SUMMARY_FILE]
+def _centre(blob: Sequence[tuple[int, int]]) -> tuple[float, float]:
+    return sum(r for r, _ in blob) / len(blob), sum(c for _, c in blob) / len(blob)
 
 
-def test_unserialisable_summary_leaves_the_old_file_intact(tmp_path: Path) -> None:
-    write_summary(tmp_path, {"run_id": "old"})
-    with pytest.raises(TypeError):
-        write_summary(tmp_path, {"run_id": "new", "when": object()})
-    assert json.loads((tmp_path / SUMMARY_FILE).read_text(encoding="utf-8")) == {"run_id": "old"}
-    assert [p.name for p in tmp_path.iterdir()] == [SUMMARY_FILE]
-
-
-def test_print_summary_shows_scores_and_verdict() -> None:
-    console = Console(record=True, width=200, force_terminal=False)
-    print_summary(_summary(), console)
-    text = console.export_text()
-    assert RUN in text
-    assert "0.250  [0.10, 0.49]  (4/16)" in text
-    assert "0.750  [0.51, 0.90]  (12/16)" in text
-    assert "within noise" in text
-    assert "#5 v4" in text
-    assert "1,234,567" in text
-    assert "6 (1 rejected by the guard)" in text
-    assert "ok: 250, timeout: 6" in text
+def test_reward_curve_png_shows_one_marker_per_evaluated_candidate(tmp_path: Path) -> None:
+    """Count the candidate markers a person sees in the PNG: ties and the best-so-far line hide none."""
+    with build_crowded_db(tmp_path / "prompts.db") as pm:
+        assert sum(len(s) for s in curve_points(pm.list(RUN))["scores"]) == 10
+        path = render_run_report(pm, RUN, tmp_path)
+    rgb = np.rint(imread(path)[..., :3] * 255).astype(int)
+    wanted = np.rint(np.array(to_rgb(CANDIDATE_COLOR)) * 255).astype(int)
+    # Markers are drawn without antialiasing or alpha: their pixels have exactly this colour.
+    blobs = [b for b in _blobs(np.all(rgb == wanted, axis=-1)) if len(b) >= 8]  # a stray pixel is no marker
+    assert len(blobs) == 10 + 1, [len(b) for b in blobs]  # + the legend's key
+    blobs.sort(key=lambda b: _centre(b)[0])
+    legend_key, markers = blobs[-1], blobs[:-1]  # the legend sits below the plot
+    assert _centre(legend_key)[0] > max(_centre(b)[0] for b in markers) + 20
+    areas = sorted(len(b) for b in markers)
+    assert areas[-1] <= 1.5 * areas[0], areas  # no blob is two markers run together
+    # Rounds are the two widest horizontal gaps between markers: per round, one marker per candidate.
+    xs = sorted(_centre(b)[1] for b in markers)
+    gaps = sorted(range(1, len(xs)), key=lambda i: xs[i] - xs[i - 1])[-2:]
+    cuts = [0, *sorted(gaps), len(xs)]
+    assert [b - a for a, b in itertools.pairwise(cuts)] == [1, 4, 5]
