@@ -51,8 +51,9 @@ SECTIONS = {
 COMPOSE_HEADER = """
 # ==================================================================================================
 # Docker Compose only: compose.yaml reads these; the trainer does not. In compose, the trainer
-# settings above still apply, but compose.yaml points OPENAI_BASE_URL and STORE_URL at its `llm`
-# and `store` services unless set, and fixes OUTPUT_DIR, METRICS_HOST and METRICS_PORT.
+# settings above still apply, but compose.yaml points OPENAI_BASE_URL, STORE_URL and
+# OTEL_EXPORTER_OTLP_ENDPOINT at its `llm`, `store` and `collector` services unless set, and
+# fixes OUTPUT_DIR, METRICS_HOST and METRICS_PORT.
 # No image registry (air-gapped)? `make images ENV_FILE=.env` builds local images from package
 # registries and writes TRAINER_IMAGE, TRAINER_BASE_IMAGE, COLLECTOR_IMAGE, JAEGER_IMAGE and
 # PROMETHEUS_IMAGE into .env. Grafana has no local build: name the services you start, e.g.
@@ -92,16 +93,10 @@ COMPOSE_VARS: tuple[tuple[str, str, str, str], ...] = (
     ("Telemetry", "PROMETHEUS_RETENTION", "15d", "How long Prometheus keeps metrics."),
     (
         "Telemetry",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "http://collector:4318",
-        "Where train and runner send their spans (OTLP/HTTP). Outside compose the trainer reads it from "
-        "the environment only, not from .env.",
-    ),
-    (
-        "Telemetry",
         "OTEL_SERVICE_NAME",
         "apo-trainer",
-        "service.name of their spans (environment only outside compose, like the endpoint).",
+        "service.name of the spans of train and runner. The OpenTelemetry SDK reads it (and its other OTEL_* "
+        "variables) from the environment, so outside compose it is not read from .env.",
     ),
     ("Memory limits", "TRAIN_MEMORY_LIMIT", "3g", "train (with its RUNNERS runner processes)."),
     ("Memory limits", "RUNNER_MEMORY_LIMIT", "2g", "Each runner (profile `runners`)."),

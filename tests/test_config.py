@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from trainer.agent.template import check_template
-from trainer.config import DEFAULT_SEED_PROMPT, EMBEDDED_MODEL_NAME, ConfigError, Settings, load_settings
+from trainer.config import EMBEDDED_MODEL_NAME, ConfigError, Settings, load_settings
+from trainer.math_task import MATH
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-DO-NOT-LEAK-4f9c2e7a1b"
@@ -40,8 +41,10 @@ def test_defaults_are_valid() -> None:
     assert settings.algorithm == "apo"
     settings.check_training_batches()  # the default plan fits its splits
     assert settings.output_dir == Path("outputs")
-    assert settings.load_seed_prompt() == DEFAULT_SEED_PROMPT
-    check_template(settings.load_seed_prompt())  # the default seed must be a usable template
+    assert settings.task == "math"
+    assert settings.seed_prompt is None  # unset: the task's own seed prompt
+    assert settings.load_seed_prompt(MATH.seed_prompt) == MATH.seed_prompt
+    check_template(MATH.seed_prompt, MATH.template_fields)  # the default seed must be a usable template
     json.dumps(settings.public_dict())  # loggable as JSON
 
 
@@ -276,7 +279,7 @@ def test_invalid_key_value_is_not_echoed() -> None:
 
 def test_seed_prompt_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEED_PROMPT", "Answer: {question}")
-    assert load_settings().load_seed_prompt() == "Answer: {question}"
+    assert load_settings().load_seed_prompt(MATH.seed_prompt) == "Answer: {question}"
 
 
 def test_seed_prompt_file_wins_and_is_stripped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -284,14 +287,14 @@ def test_seed_prompt_file_wins_and_is_stripped(monkeypatch: pytest.MonkeyPatch, 
     path.write_text("\n  Solve it step by step.\n\n", encoding="utf-8")
     monkeypatch.setenv("SEED_PROMPT", "from the environment")
     monkeypatch.setenv("SEED_PROMPT_FILE", str(path))
-    assert load_settings().load_seed_prompt() == "Solve it step by step."
+    assert load_settings().load_seed_prompt(MATH.seed_prompt) == "Solve it step by step."
 
 
 def test_missing_seed_prompt_file_names_it(tmp_path: Path) -> None:
     path = tmp_path / "no-such-seed.txt"
     settings = load_settings(seed_prompt_file=path)
     with pytest.raises(ConfigError) as info:
-        settings.load_seed_prompt()
+        settings.load_seed_prompt(MATH.seed_prompt)
     assert "SEED_PROMPT_FILE" in str(info.value)
     assert str(path) in str(info.value)
 
@@ -302,7 +305,7 @@ def test_empty_seed_prompt_file_names_it(tmp_path: Path, content: str) -> None:
     path.write_text(content, encoding="utf-8")
     settings = load_settings(seed_prompt_file=path)
     with pytest.raises(ConfigError) as info:
-        settings.load_seed_prompt()
+        settings.load_seed_prompt(MATH.seed_prompt)
     assert str(path) in str(info.value)
     assert "empty" in str(info.value)
 
@@ -310,7 +313,7 @@ def test_empty_seed_prompt_file_names_it(tmp_path: Path, content: str) -> None:
 def test_seed_prompt_file_that_is_a_directory_names_it(tmp_path: Path) -> None:
     settings = load_settings(seed_prompt_file=tmp_path)
     with pytest.raises(ConfigError) as info:
-        settings.load_seed_prompt()
+        settings.load_seed_prompt(MATH.seed_prompt)
     assert str(tmp_path) in str(info.value)
 
 

@@ -11,8 +11,10 @@ from typing import Any
 
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
+from trainer.records.ledger import LedgerFollower
 from trainer.serving.probes import free_port
-from trainer.telemetry.metrics import LedgerFollower, MetricsServer, TrainerMetrics
+from trainer.telemetry.metrics import MetricsServer, TrainerMetrics
+from trainer.training.progress import Progress
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -29,8 +31,9 @@ def value(metrics: TrainerMetrics, name: str, labels: dict[str, str] | None = No
 
 def test_each_ledger_line_is_observed_once_and_partial_lines_wait(tmp_path: Path) -> None:
     ledger = tmp_path / "rollouts.jsonl"
-    metrics = TrainerMetrics()
-    follower = LedgerFollower(metrics, ledger, "smollm2-135m")
+    metrics, progress = TrainerMetrics(), Progress()
+    # One follower feeds the metrics and the live progress: both count the same rows.
+    follower = LedgerFollower(ledger, [lambda r: metrics.observe_rollout(r, "smollm2-135m"), progress.rollout_done])
     assert follower.poll() == 0  # no file yet
     with ledger.open("w") as f:
         f.write(json.dumps(row()) + "\n" + json.dumps(row(status="timeout", reward=0.0, mode="train"))[:20])
@@ -44,6 +47,7 @@ def test_each_ledger_line_is_observed_once_and_partial_lines_wait(tmp_path: Path
     assert value(metrics, "apo_rollout_reward_count", {"split": "val", "prompt_version": "v2"}) == 1
     assert value(metrics, "apo_rollout_reward_sum", {"split": "val", "prompt_version": "v2"}) == 1.0
     assert value(metrics, "apo_llm_tokens_total", {"role": "agent", "model": "smollm2-135m", "kind": "input"}) == 80
+    assert progress.snapshot().rollouts == 2
 
 
 def test_reward_observations_carry_trace_id_exemplars() -> None:

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from tests.fake_openai import CONTEXT_OVERFLOW, OVERLOADED, FakeOpenAI, Reply, chat_completion
 from tests.trainer_process import TINY, assert_critique_shows_conversations, clean_env, run_trainer
-from trainer.config import DEFAULT_SEED_PROMPT
+from trainer.math_task import SEED_PROMPT as DEFAULT_SEED_PROMPT
 from trainer.records.prompt_db import PromptDB
+from trainer.testing import CONTEXT_OVERFLOW, OVERLOADED, Reply, ScriptedLLM, chat_completion
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -51,7 +51,7 @@ def test_failed_optimizer_calls_cost_only_their_branch(tmp_path: Path) -> None:
             return Reply(200, chat_completion(EDITED))
         return Reply(400, CONTEXT_OVERFLOW)
 
-    with FakeOpenAI(script) as fake:
+    with ScriptedLLM(script) as fake:
         result = run_trainer(
             ["train", *TINY, "--output", str(tmp_path)],
             cwd=tmp_path,

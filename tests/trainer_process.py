@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trainer.config import DEFAULT_SEED_PROMPT
+from trainer.math_task import SEED_PROMPT as DEFAULT_SEED_PROMPT
 
 TINY = [
     "--iterations", "1", "--beam-width", "1", "--branch-factor", "2",

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_MODEL_NAME = "smollm2-135m"
 
-# The seed prompt follows the measured best style for small models: one expression, then its value.
-DEFAULT_SEED_PROMPT = (
-    "You solve math word problems. Write one arithmetic expression that answers the question, "
-    "then its value. End with: The answer is <number>."
-)
+
+# A hosted endpoint's rate limits are unknown: a few concurrent requests are safe everywhere.
+REMOTE_EVAL_CONCURRENCY = 4
 
 
 class ConfigError(ValueError):
@@ -62,15 +60,35 @@ class Settings(BaseSettings):
     optimizer_max_retries: int = Field(2, ge=0, le=10, description="Retries of transient optimizer errors.")
 
     # --- APO ---------------------------------------------------------------------------------
-    algorithm: Literal["apo", "baseline"] = Field("apo", description="apo, or baseline (seed only).")
-    iterations: int = Field(2, ge=1, le=100, description="APO beam-search rounds.")
-    beam_width: int = Field(2, ge=1, le=32, description="Prompts kept in the beam.")
-    branch_factor: int = Field(2, ge=1, le=32, description="Candidates edited from each parent.")
-    gradient_batch_size: int = Field(4, ge=1, le=256, description="Train rollouts per critique.")
-    val_batch_size: int = Field(16, ge=1, le=10000, description="Val tasks scoring each candidate.")
+    algorithm: Literal["apo", "baseline"] = Field(
+        "apo", description="apo, or baseline (seed only).", json_schema_extra={"flag": "--algorithm"}
+    )
+    iterations: int = Field(
+        2, ge=1, le=100, description="APO beam-search rounds.", json_schema_extra={"flag": "--iterations"}
+    )
+    beam_width: int = Field(
+        2, ge=1, le=32, description="Prompts kept in the beam.", json_schema_extra={"flag": "--beam-width"}
+    )
+    branch_factor: int = Field(
+        2, ge=1, le=32, description="Candidates edited from each parent.", json_schema_extra={"flag": "--branch-factor"}
+    )
+    gradient_batch_size: int = Field(
+        4, ge=1, le=256, description="Train rollouts per critique.", json_schema_extra={"flag": "--gradient-batch-size"}
+    )
+    val_batch_size: int = Field(
+        16,
+        ge=1,
+        le=10000,
+        description="Val tasks scoring each candidate.",
+        json_schema_extra={"flag": "--val-batch-size"},
+    )
     rollout_batch_timeout: float = Field(900.0, gt=0, description="Seconds to wait for one batch.")
-    seed_prompt: str = Field(DEFAULT_SEED_PROMPT, min_length=1, description="The prompt APO starts from.")
-    seed_prompt_file: Path | None = Field(None, description="File holding the seed prompt (wins).")
+    seed_prompt: str | None = Field(
+        None, min_length=1, description="The prompt APO starts from; unset = the task's own seed prompt."
+    )
+    seed_prompt_file: Path | None = Field(
+        None, description="File holding the seed prompt (wins).", json_schema_extra={"flag": "--seed-prompt-file"}
+    )
 
     # --- Candidate guard ----------------------------------------------------------------------
     candidate_guard: bool = Field(True, description="Reject empty/duplicate/oversized candidates.")
@@ -78,30 +96,73 @@ class Settings(BaseSettings):
     max_prompt_growth: float = Field(4.0, ge=1.0, description="Longest candidate as a multiple of its parent.")
 
     # --- Data --------------------------------------------------------------------------------
-    dataset_path: Path | None = Field(None, description="JSONL of {question, answer}; unset = generated.")
-    train_size: int = Field(40, ge=1, description="Train split size (critique rollouts).")
-    val_size: int = Field(16, ge=1, description="Val split size (scores prompts).")
-    test_size: int = Field(30, ge=1, description="Held-out test split size (final report).")
-    seed: int = Field(7, description="Seed of data generation, splits and APO sampling.")
+    task: str = Field(
+        "math",
+        description="What the agent is trained on: math (the built-in word problems) or package.module:NAME "
+        "of your own trainer.task.Task object.",
+        json_schema_extra={"flag": "--task"},
+    )
+    dataset_path: Path | None = Field(
+        None, description="JSONL of {question, answer}; unset = generated.", json_schema_extra={"flag": "--dataset"}
+    )
+    train_size: int = Field(
+        40, ge=1, description="Train split size (critique rollouts).", json_schema_extra={"flag": "--train-size"}
+    )
+    val_size: int = Field(
+        16, ge=1, description="Val split size (scores prompts).", json_schema_extra={"flag": "--val-size"}
+    )
+    test_size: int = Field(
+        30, ge=1, description="Held-out test split size (final report).", json_schema_extra={"flag": "--test-size"}
+    )
+    seed: int = Field(
+        7, description="Seed of data generation, splits and APO sampling.", json_schema_extra={"flag": "--seed"}
+    )
 
     # --- Execution ---------------------------------------------------------------------------
-    output_dir: Path = Field(Path("outputs"), description="Prompt DB, best prompt, summary, plots.")
+    output_dir: Path = Field(
+        Path("outputs"), description="Prompt DB, best prompt, summary, plots.", json_schema_extra={"flag": "--output"}
+    )
     runners: int = Field(
         2,
         ge=0,
         le=64,
         description="Rollout runner processes. For a training, 0 leaves every rollout to "
         "`apo-trainer runner` processes working against the same STORE_URL.",
+        json_schema_extra={"flag": "--runners"},
     )
-    store_url: str | None = Field(None, description="External Agent Lightning store; unset = in-process.")
+    store_url: str | None = Field(
+        None,
+        description="External Agent Lightning store; unset = in-process.",
+        json_schema_extra={"flag": "--store-url"},
+    )
     store_port: int = Field(4747, ge=0, le=65535, description="Port of the in-process store (0 = free).")
-    resume: bool = Field(False, description="Start from the best prompt saved in OUTPUT_DIR.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    resume: bool = Field(
+        False, description="Start from the best prompt saved in OUTPUT_DIR.", json_schema_extra={"flag": "--resume"}
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level.", json_schema_extra={"flag": "--log-level"}
+    )
 
     tracing: Literal["auto", "off"] = Field(
         "auto",
         description="auto: spans via the collector if OTEL_EXPORTER_OTLP_ENDPOINT is set, else straight into "
         "the store; off: no spans (for overhead benchmarks: APO then critiques without conversations).",
+    )
+
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        description="OpenTelemetry Collector's OTLP/HTTP endpoint (e.g. http://collector:4318): runners export "
+        "their spans to it; unset = straight into the store. The OpenTelemetry SDK reads the other OTEL_* "
+        "variables (OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_HEADERS, ...) itself.",
+    )
+
+    # --- Evaluation ----------------------------------------------------------------------------
+    eval_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Concurrent rollouts of the test split and of `eval`; unset = the embedded model's slots "
+        "(EMBEDDED_LLM_PARALLEL), or 4 with OPENAI_BASE_URL.",
     )
 
     # --- Metrics -----------------------------------------------------------------------------
@@ -112,21 +173,40 @@ class Settings(BaseSettings):
     )
 
     # --- Embedded model server -----------------------------------------------------------------
-    embedded_llm_host: str = Field("127.0.0.1", description="Interface the embedded model binds.")
-    embedded_llm_port: int = Field(0, ge=0, le=65535, description="Port of the embedded model (0 = free).")
-    embedded_llm_parallel: int = Field(4, ge=1, le=64, description="Concurrent requests it serves.")
-    embedded_llm_ctx: int = Field(8192, ge=512, description="Context window (tokens) shared by all slots.")
+    embedded_llm_host: str = Field(
+        "127.0.0.1", description="Interface the embedded model binds.", json_schema_extra={"flag": "--llm-host"}
+    )
+    embedded_llm_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the embedded model (0 = free).",
+        json_schema_extra={"flag": "--llm-port"},
+    )
+    embedded_llm_parallel: int = Field(
+        4, ge=1, le=64, description="Concurrent requests it serves.", json_schema_extra={"flag": "--llm-parallel"}
+    )
+    embedded_llm_ctx: int = Field(
+        8192,
+        ge=512,
+        description="Context window (tokens) shared by all slots.",
+        json_schema_extra={"flag": "--llm-ctx"},
+    )
     embedded_llm_threads: int = Field(
-        max(1, os.cpu_count() or 1), ge=1, description="CPU threads of the embedded model."
+        max(1, os.cpu_count() or 1),
+        ge=1,
+        description="CPU threads of the embedded model.",
+        json_schema_extra={"flag": "--llm-threads"},
     )
     embedded_llm_cache_ram: int = Field(
         256,
         ge=0,
         description="MiB of host memory for llama.cpp's prompt cache (0 = off). llama.cpp's own "
         "default, 8192, grows past a container's memory limit.",
+        json_schema_extra={"flag": "--llm-cache-ram"},
     )
 
-    @field_validator("openai_base_url", "optimizer_base_url", "store_url")
+    @field_validator("openai_base_url", "optimizer_base_url", "store_url", "otel_exporter_otlp_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value.strip() == "":
@@ -140,6 +220,16 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_llm(self) -> bool:
         return self.openai_base_url is None
+
+    @property
+    def prompt_db_path(self) -> Path:
+        return self.output_dir / "prompts.db"
+
+    @property
+    def effective_eval_concurrency(self) -> int:
+        if self.eval_concurrency is not None:
+            return self.eval_concurrency
+        return self.embedded_llm_parallel if self.uses_embedded_llm else REMOTE_EVAL_CONCURRENCY
 
     @property
     def effective_gradient_model(self) -> str:
@@ -176,10 +266,10 @@ class Settings(BaseSettings):
                 "store they can reach: set STORE_URL (--store-url) too, or RUNNERS to 1 or more"
             )
 
-    def load_seed_prompt(self) -> str:
-        """The seed prompt text; a file named by SEED_PROMPT_FILE wins over SEED_PROMPT."""
+    def load_seed_prompt(self, default: str) -> str:
+        """The seed prompt text: SEED_PROMPT_FILE's, else SEED_PROMPT, else ``default`` (the task's)."""
         if self.seed_prompt_file is None:
-            return self.seed_prompt
+            return self.seed_prompt or default
         try:
             text = self.seed_prompt_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -191,8 +281,9 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """Settings safe to log or persist: secrets are never included."""
         data = self.model_dump(mode="json")
-        for key in ("openai_api_key", "optimizer_api_key"):
-            data[key] = "***" if data.get(key) else None
+        for key in data:
+            if is_secret(key):
+                data[key] = "***" if data[key] else None
         return data
 
 
@@ -200,25 +291,23 @@ def env_var(field: str) -> str:
     return field.upper()
 
 
-# Settings that have a command-line flag, and the flag when it is not the field's name.
-CLI_FLAGS: dict[str, str] = {
-    "iterations": "--iterations", "algorithm": "--algorithm", "dataset_path": "--dataset",
-    "output_dir": "--output", "runners": "--runners", "beam_width": "--beam-width",
-    "branch_factor": "--branch-factor", "val_batch_size": "--val-batch-size",
-    "gradient_batch_size": "--gradient-batch-size", "train_size": "--train-size", "val_size": "--val-size",
-    "test_size": "--test-size", "seed": "--seed", "store_url": "--store-url",
-    "seed_prompt_file": "--seed-prompt-file", "log_level": "--log-level", "resume": "--resume",
-}  # fmt: skip
-
-
 def cli_flag(field: str) -> str | None:
-    return CLI_FLAGS.get(field)
+    """The command-line flag of a setting, declared on its field (``json_schema_extra={"flag": ...}``)."""
+    extra = Settings.model_fields[field].json_schema_extra
+    flag = extra.get("flag") if isinstance(extra, dict) else None
+    return str(flag) if flag else None
 
 
 def describe_setting(field: str) -> str:
     """``VAL_SIZE (--val-size)``, or just the variable when there is no flag."""
     flag = cli_flag(field)
     return f"{env_var(field)} ({flag})" if flag else env_var(field)
+
+
+def is_secret(field: str) -> bool:
+    """Secrets are recognised by their type (``SecretStr``), whatever the field is called."""
+    annotation = Settings.model_fields[field].annotation
+    return annotation is SecretStr or SecretStr in get_args(annotation)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -237,7 +326,7 @@ def load_settings(**overrides: Any) -> Settings:
             field = loc[0] if loc else ""
             where = describe_setting(field) if field and field in Settings.model_fields else "settings"
             given = err.get("input")
-            secret = "key" in field
+            secret = field in Settings.model_fields and is_secret(field)
             shown = "" if secret or isinstance(given, dict) or given is None else f" (got {given!r})"
             lines.append(f"{where}: {err['msg']}{shown}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -50,24 +50,12 @@ from fractions import Fraction
 from typing import Final
 
 from trainer.data.numbers import canonical_number
+from trainer.task import Grade
 
 __all__ = ["TOLERANCE", "Grade", "extract_answer", "grade"]
 
 TOLERANCE: Final[Fraction] = Fraction(1, 1_000_000)
 """Relative tolerance of :func:`grade`, used as an absolute one for expected values up to 1."""
-
-
-@dataclass(frozen=True)
-class Grade:
-    """The verdict on one reply.
-
-    ``extracted`` is the value :func:`extract_answer` found, as a canonical decimal string (or
-    ``"p/q"`` when it has no exact decimal form), or None when the reply holds no number.
-    """
-
-    reward: float
-    extracted: str | None
-    correct: bool
 
 
 _NUMBER_RE: Final = re.compile(

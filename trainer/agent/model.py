@@ -18,9 +18,8 @@ os.environ["AGNO_TELEMETRY"] = "false"
 
 if TYPE_CHECKING:  # agno (+ openai) costs ~1 s to import: only processes that run the agent pay
     from agno.agent import Agent
+    from agno.models.base import Model
     from agno.models.openai import OpenAILike
-
-AGENT_NAME = "math-solver"
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ def model_for_current_loop(spec: ModelSpec) -> OpenAILike:
     return model
 
 
-def create_agent_with_prompt(system_prompt: str, model: OpenAILike, *, use_calculator: bool = False) -> Agent:
+def create_agent_with_prompt(system_prompt: str, model: Model, *, name: str, use_calculator: bool = False) -> Agent:
     """An agent that sends ``system_prompt`` verbatim as its system message.
 
     The calculator is off by default: small local models do not emit tool calls, and a tool
@@ -79,7 +78,7 @@ def create_agent_with_prompt(system_prompt: str, model: OpenAILike, *, use_calcu
 
         tools.append(CalculatorTools())  # type: ignore[no-untyped-call]
     return Agent(
-        name=AGENT_NAME,
+        name=name,
         model=model,
         system_message=system_prompt,
         tools=tools or None,

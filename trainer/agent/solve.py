@@ -1,8 +1,9 @@
 """One attempt of the agent at one task with one prompt template: render, ask, grade.
 
-The template may mention ``{question}``; any other placeholder, or a stray brace, makes it a *bad
-template*. ``solve`` builds an Agno agent with the rendered prompt as the system message, asks the
-task's question as the user message, and grades the reply.
+The template may mention the task's template fields (``{question}``); any other placeholder, or a
+stray brace, makes it a *bad template*. ``solve`` builds the task's Agno agent with the rendered
+prompt as the system message, asks the problem's question as the user message, and grades the reply
+the task's way.
 
 It never raises: an LLM error, a timeout or a template APO broke all give reward 0.0 and a status
 saying which. Raising would fail the rollout in the store, and APO would then score the prompt on
@@ -17,10 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trainer.agent.grader import grade
-from trainer.agent.model import ModelSpec, create_agent_with_prompt, model_for_current_loop
+from trainer.agent.model import ModelSpec, model_for_current_loop
 from trainer.agent.template import TemplateError, render_prompt
-from trainer.data.problems import MathTask
+from trainer.task import Problem, Task
 
 Status = Literal["ok", "llm_error", "timeout", "bad_template"]
 
@@ -57,6 +57,7 @@ class RolloutOutcome:
 @dataclass(frozen=True)
 class RolloutConfig:
     model: ModelSpec
+    task: Task
     use_calculator: bool = False
     # Extra seconds on top of the model's own timeout and retries before we give up on a run.
     grace_seconds: float = 5.0
@@ -71,12 +72,13 @@ def _is_timeout(text: str) -> bool:
     return "timed out" in lowered or "timeout" in lowered
 
 
-async def solve(task: MathTask, template: str, config: RolloutConfig) -> RolloutOutcome:
-    """Run the agent on one task with one prompt template; never raises for LLM or template faults."""
+async def solve(problem: Problem, template: str, config: RolloutConfig) -> RolloutOutcome:
+    """Run the agent on one problem with one prompt template; never raises for LLM or template faults."""
     started = time.monotonic()
-    outcome = RolloutOutcome(task_id=task["id"], reward=0.0, status="ok", expected=task["answer"])
+    task = config.task
+    outcome = RolloutOutcome(task_id=problem["id"], reward=0.0, status="ok", expected=problem["answer"])
     try:
-        system_prompt = render_prompt(template, task)
+        system_prompt = render_prompt(template, problem, task.template_fields)
     except TemplateError as exc:
         outcome.status, outcome.reason = "bad_template", str(exc)
         outcome.system_prompt = template
@@ -85,10 +87,10 @@ async def solve(task: MathTask, template: str, config: RolloutConfig) -> Rollout
     outcome.system_prompt = system_prompt
 
     model = model_for_current_loop(config.model)
-    agent = create_agent_with_prompt(system_prompt, model, use_calculator=config.use_calculator)
+    agent = task.build_agent(system_prompt, model, use_calculator=config.use_calculator)
     llm_started = time.monotonic()
     try:
-        result = await asyncio.wait_for(agent.arun(task["question"]), timeout=config.deadline_seconds)
+        result = await asyncio.wait_for(agent.arun(problem["question"]), timeout=config.deadline_seconds)
     except TimeoutError:
         outcome.status = "timeout"
         outcome.reason = f"no answer within {config.deadline_seconds:.0f}s"
@@ -105,7 +107,7 @@ async def solve(task: MathTask, template: str, config: RolloutConfig) -> Rollout
             outcome.status = "timeout" if _is_timeout(content) else "llm_error"
             outcome.reason = content[:500]
         else:
-            graded = grade(content, task["answer"])
+            graded = task.grade(content, problem)
             outcome.reward = graded.reward
             outcome.reply = content
             outcome.extracted = graded.extracted

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from trainer.agent.template import TemplateError, check_template
+from trainer.agent.template import TEMPLATE_FIELDS, TemplateError, check_template
 
 
 def normalize(template: str) -> str:
@@ -30,6 +30,7 @@ class GuardLimits:
     max_chars: int
     max_growth: float
     growth_floor: int = 1000
+    template_fields: tuple[str, ...] = TEMPLATE_FIELDS
 
 
 def rejection_reason(
@@ -56,7 +57,7 @@ def rejection_reason(
     if any(normalize(other) == key for other in seen):
         return "duplicate"
     try:
-        check_template(template)
+        check_template(template, limits.template_fields)
     except TemplateError as exc:
         return f"unrenderable: {exc}"
     return None

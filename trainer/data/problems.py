@@ -31,25 +31,20 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Final, NotRequired, TypedDict
+from typing import Final
 
 from trainer.data import DatasetError
 from trainer.data.numbers import format_decimal
+from trainer.task import Problem
 
 __all__ = ["DIFFICULTIES", "KINDS", "MathTask", "generate_problems"]
 
 
-class MathTask(TypedDict):
+class MathTask(Problem):
     """One word problem; a plain JSON-serializable dict (see the module docstring)."""
 
-    id: str
-    question: str
-    answer: str
     kind: str
     difficulty: int
-    # Set by the training on the tasks it hands to APO, so that a runner in another process or
-    # container knows which run's ledger a rollout belongs to.
-    run_id: NotRequired[str]
 
 
 KINDS: Final[tuple[str, ...]] = (

@@ -1,11 +1,12 @@
 """Train, val and test splits: disjoint, seeded, and sized by the settings.
 
-Splits (:func:`split_tasks`, :func:`load_splits`)
--------------------------------------------------
-Tasks are shuffled with ``random.Random(seed)`` and sliced into train, val and test, in that order,
-so the splits are disjoint and reproducible; tasks beyond the three sizes are left out. Each size
-must be at least 1 and their sum at most the number of tasks. Without a dataset file exactly
-``train + val + test`` problems are generated with the same seed.
+Splits (:func:`split_tasks`, :func:`splits_for`, :func:`load_splits`)
+----------------------------------------------------------------------
+A task's problems (:func:`splits_for`) are shuffled with ``random.Random(seed)`` and sliced into
+train, val and test, in that order, so the splits are disjoint and reproducible; problems beyond the
+three sizes are left out. Each size must be at least 1 and their sum at most the number of problems.
+Without a dataset file the math task generates exactly ``train + val + test`` problems with the
+same seed (:func:`load_splits` is that, for math).
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainer.config import Settings
 from trainer.data import DatasetError
 from trainer.data.jsonl import load_jsonl
-from trainer.data.problems import DIFFICULTIES, MathTask, generate_problems
+from trainer.data.problems import DIFFICULTIES, generate_problems
+from trainer.task import Problem, Task
 
-__all__ = ["Splits", "load_splits", "split_tasks"]
+__all__ = ["Splits", "load_splits", "split_tasks", "splits_for"]
 
 
 @dataclass(frozen=True)
 class Splits:
     """Disjoint train/val/test task lists."""
 
-    train: list[MathTask]
-    val: list[MathTask]
-    test: list[MathTask]
+    train: list[Problem]
+    val: list[Problem]
+    test: list[Problem]
 
 
 def _check_sizes(train_size: int, val_size: int, test_size: int) -> None:
@@ -38,7 +41,7 @@ def _check_sizes(train_size: int, val_size: int, test_size: int) -> None:
             raise DatasetError(f"{split}_size must be at least 1, got {size}: raise {setting}")
 
 
-def split_tasks(tasks: Sequence[MathTask], train_size: int, val_size: int, test_size: int, seed: int) -> Splits:
+def split_tasks(tasks: Sequence[Problem], train_size: int, val_size: int, test_size: int, seed: int) -> Splits:
     """Shuffle ``tasks`` with ``seed`` and slice off disjoint train, val and test splits.
 
     Raises:
@@ -84,3 +87,19 @@ def load_splits(
         return split_tasks(tasks, train_size, val_size, test_size, seed)
     except DatasetError as exc:
         raise DatasetError(f"{dataset_path}: {exc}") from None
+
+
+def splits_for(task: Task, settings: Settings) -> Splits:
+    """The splits of ``task``'s problems, sized and seeded by ``settings``.
+
+    Raises:
+        DatasetError: as :func:`split_tasks`; a dataset file that is too small is named.
+    """
+    _check_sizes(settings.train_size, settings.val_size, settings.test_size)
+    problems = task.problems(settings)
+    try:
+        return split_tasks(problems, settings.train_size, settings.val_size, settings.test_size, settings.seed)
+    except DatasetError as exc:
+        if settings.dataset_path is None:
+            raise
+        raise DatasetError(f"{settings.dataset_path}: {exc}") from None

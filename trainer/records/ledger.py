@@ -9,12 +9,14 @@ import json
 import logging
 import os
 import re
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from trainer.agent.solve import RolloutOutcome
-from trainer.data.problems import MathTask
+from trainer.task import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ class RunLedgers:
             raise ValueError(f"not a run id: {run_id!r}")
         return Ledger(self.runs_dir / run_id / "rollouts.jsonl")
 
-    def for_task(self, task: MathTask) -> Ledger | None:
+    def for_task(self, task: Problem) -> Ledger | None:
         """The ledger of the run that enqueued ``task``; None (and a warning) when it names none."""
         run_id = task.get("run_id")
         if run_id is None or not self.RUN_ID.match(run_id):
@@ -107,3 +109,41 @@ class LedgerTail:
         rows = [json.loads(line) for line in lines if line.strip()]
         self.count += len(rows)
         return rows
+
+
+class LedgerFollower:
+    """Hands each new line of a ledger, once, to every consumer, on a background thread.
+
+    One follower per run feeds both the live progress and the metrics, so they count the same rows.
+    """
+
+    def __init__(self, path: Path, consumers: Sequence[Callable[[dict[str, Any]], None]], interval: float = 0.5):
+        self.consumers = list(consumers)
+        self.interval = interval
+        self._tail = LedgerTail(path)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ledger-follower", daemon=True)
+
+    def poll(self) -> int:
+        """Hand on what was appended since the last call; returns how many rollouts."""
+        rows = self._tail.read_new()
+        for row in rows:
+            for consume in self.consumers:
+                consume(row)
+        return len(rows)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # a display or metrics hiccup must never stop a training
+                logger.exception("following the rollout ledger failed")
+
+    def start(self) -> LedgerFollower:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.poll()  # what the runners wrote last

@@ -165,9 +165,9 @@ class EmbeddedLLMProcess:
         s = self.settings
         cmd = [
             sys.executable, "-m", "trainer", "llm", "serve",
-            "--host", self.host, "--port", str(self.port),
-            "--parallel", str(s.embedded_llm_parallel), "--ctx", str(s.embedded_llm_ctx),
-            "--threads", str(s.embedded_llm_threads), "--cache-ram", str(s.embedded_llm_cache_ram),
+            "--llm-host", self.host, "--llm-port", str(self.port),
+            "--llm-parallel", str(s.embedded_llm_parallel), "--llm-ctx", str(s.embedded_llm_ctx),
+            "--llm-threads", str(s.embedded_llm_threads), "--llm-cache-ram", str(s.embedded_llm_cache_ram),
         ]  # fmt: skip
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")

@@ -1,9 +1,10 @@
 """Exporting a rollout runner's spans over OTLP to an OpenTelemetry Collector.
 
 The collector fans the spans out to Agent Lightning's store (where APO reads them) and to Jaeger
-(where people browse them). Configuration is the standard OpenTelemetry one:
-``OTEL_EXPORTER_OTLP_ENDPOINT`` (e.g. ``http://collector:4318``; OTLP/HTTP protobuf) and
-``OTEL_SERVICE_NAME``. Unset endpoint = no collector: spans go straight into the store instead.
+(where people browse them). The endpoint is the setting
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (e.g. ``http://collector:4318``; OTLP/HTTP protobuf), so ``.env`` can
+set it like any other; the SDK reads the rest of its ``OTEL_*`` variables itself. Unset endpoint = no
+collector: spans go straight into the store instead.
 
 The store files a span under a rollout only if the span itself names the rollout, so every span a
 runner emits inside a rollout is stamped with ``agentlightning.rollout_id`` and
@@ -32,8 +33,6 @@ import trainer
 
 logger = logging.getLogger(__name__)
 
-ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
-SERVICE_ENV = "OTEL_SERVICE_NAME"
 DEFAULT_SERVICE_NAME = "apo-trainer"
 ROLLOUT_ID = "agentlightning.rollout_id"
 ATTEMPT_ID = "agentlightning.attempt_id"
@@ -118,31 +117,23 @@ class OtlpPipeline:
         return bool(self.provider.force_flush(timeout_millis))
 
 
-def collector_endpoint() -> str | None:
-    value = os.environ.get(ENDPOINT_ENV, "").strip()
-    return value.rstrip("/") or None
-
-
 def setup_otlp_exporter(
-    endpoint: str | None = None,
-    service_name: str | None = None,
+    endpoint: str,
     *,
     run_id: str | None = None,
     worker_id: int | None = None,
     set_global: bool = True,
 ) -> OtlpPipeline:
-    """A TracerProvider exporting OTLP/HTTP protobuf to ``endpoint`` (or OTEL_EXPORTER_OTLP_ENDPOINT).
+    """A TracerProvider exporting OTLP/HTTP protobuf to the collector at ``endpoint``.
 
     Spans are batched and sent in the background; call ``flush()`` when a rollout ends so that
-    nothing of it is still in this process when the rollout reports completion.
+    nothing of it is still in this process when the rollout reports completion. The SDK reads its
+    own ``OTEL_*`` variables for the rest: ``OTEL_SERVICE_NAME`` beats the default service name
+    here, ``OTEL_EXPORTER_OTLP_HEADERS``/``_TIMEOUT``/``_COMPRESSION`` reach the exporter, and the
+    ``OTEL_BSP_*`` variables the batch processor.
     """
-    endpoint = (endpoint or collector_endpoint() or "").rstrip("/")
-    if not endpoint:
-        raise ValueError(f"{ENDPOINT_ENV} is not set: no collector to export to")
-    attributes: dict[str, str | int] = {
-        "service.name": service_name or os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE_NAME,
-        "service.version": trainer.__version__,
-    }
+    endpoint = endpoint.rstrip("/")
+    attributes: dict[str, str | int] = {"service.name": DEFAULT_SERVICE_NAME, "service.version": trainer.__version__}
     if run_id:
         attributes["trainer.run_id"] = run_id
     if worker_id is not None:
@@ -153,8 +144,7 @@ def setup_otlp_exporter(
     )
     # Order matters: ids are stamped (on_start) before the exporter's processor sees the span end.
     ids = install_ids_processor(provider)
-    exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=10)
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200, max_export_batch_size=256))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
     if set_global:
         trace_api.set_tracer_provider(provider)
     logger.info("spans export to the collector at %s", endpoint)

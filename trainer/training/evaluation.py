@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trainer.agent.solve import RolloutConfig, RolloutOutcome, solve
-from trainer.data.problems import MathTask
 from trainer.records.stats import Score, wilson
+from trainer.task import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,11 @@ class Evaluation:
 
 
 async def evaluate_async(
-    template: str, tasks: Sequence[MathTask], config: RolloutConfig, concurrency: int
+    template: str, tasks: Sequence[Problem], config: RolloutConfig, concurrency: int
 ) -> Evaluation:
     gate = asyncio.Semaphore(max(1, concurrency))
 
-    async def one(task: MathTask) -> RolloutOutcome:
+    async def one(task: Problem) -> RolloutOutcome:
         async with gate:
             return await solve(task, template, config)
 
@@ -55,5 +55,5 @@ async def evaluate_async(
     return Evaluation(list(outcomes))
 
 
-def evaluate(template: str, tasks: Sequence[MathTask], config: RolloutConfig, concurrency: int) -> Evaluation:
+def evaluate(template: str, tasks: Sequence[Problem], config: RolloutConfig, concurrency: int) -> Evaluation:
     return asyncio.run(evaluate_async(template, tasks, config, concurrency))

@@ -1,7 +1,10 @@
 """Live progress of a training: round, rollouts done, best score so far.
 
-On a terminal it is a status line that redraws in place under the log; elsewhere (CI, containers)
-it is one log line every ``interval`` seconds, and only when something changed.
+:class:`Progress` is an APO observer (and a sink of the ledger follower) holding the run's counters;
+APO's loop writes them while the display thread and the summary read them, so every access holds
+its lock and readers take a :meth:`Progress.snapshot`. On a terminal :class:`ProgressDisplay` is a
+status line that redraws in place under the log; elsewhere (CI, containers) it is one log line every
+``interval`` seconds, and only when something changed.
 """
 
 from __future__ import annotations
@@ -9,46 +12,119 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from trainer.apo.algorithm import Progress
-from trainer.records.ledger import LedgerTail
+from trainer.apo.observer import APOObserver, ValScore
 
 logger = logging.getLogger(__name__)
 
 
-def describe(progress: Progress, rollouts: int, expected: int | None, started: float) -> str:
-    with progress.lock:
-        rnd, total = progress.round, progress.total_rounds
-        best, label = progress.best_score, progress.best_label
-        seed, rejected, candidates = progress.seed_score, progress.rejected, progress.candidates
-    phase = "seed evaluation" if rnd == 0 else f"round {rnd}/{total}"
-    done = f"{rollouts}/{expected}" if expected else str(rollouts)
-    best_text = f"{best:.3f} ({label})" if best is not None else "-"
-    seed_text = f"{seed:.3f}" if seed is not None else "-"
+@dataclass(frozen=True)
+class ProgressState:
+    """The counters of a run at one moment."""
+
+    total_rounds: int = 0
+    round: int = 0
+    best_score: float | None = None
+    best_label: str | None = None
+    seed_score: float | None = None
+    candidates: int = 0
+    rejected: int = 0
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
+    failed_branches: int = 0
+    round_seconds: dict[int, float] = field(default_factory=dict)
+    rollouts: int = 0  # rollouts in the run's ledger
+    rollouts_read: int = 0  # rollouts APO read back from the store
+    incomplete_reads: int = 0  # ... whose spans were not all in the store yet
+
+
+class Progress(APOObserver):
+    """The run's counters, updated from APO's events and the ledger, read from any thread."""
+
+    def __init__(self) -> None:
+        self._state = ProgressState()
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> ProgressState:
+        with self._lock:
+            state = self._state
+        return replace(state, rejected_reasons=dict(state.rejected_reasons), round_seconds=dict(state.round_seconds))
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            self._state = replace(self._state, **changes)
+
+    def rollout_done(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._state = replace(self._state, rollouts=self._state.rollouts + 1)
+
+    def rounds_planned(self, rounds: int) -> None:
+        self._update(total_rounds=rounds)
+
+    def round_started(self, round_number: int) -> None:
+        self._update(round=round_number)
+
+    def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
+        if parent is not None:
+            with self._lock:
+                self._state = replace(self._state, candidates=self._state.candidates + 1)
+
+    def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
+        kind = reason.split(":")[0]
+        with self._lock:
+            reasons = dict(self._state.rejected_reasons)
+            reasons[kind] = reasons.get(kind, 0) + 1
+            self._state = replace(self._state, rejected=self._state.rejected + 1, rejected_reasons=reasons)
+
+    def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
+        with self._lock:
+            if round_number == 0 and first and self._state.seed_score is None:
+                self._state = replace(self._state, seed_score=batch.value)
+
+    def best_changed(self, label: str, score: ValScore) -> None:
+        self._update(best_score=score.value, best_label=label)
+
+    def best_rescored(self, label: str, score: ValScore) -> None:
+        self._update(best_score=score.value, best_label=label)
+
+    def branch_failed(self, parent: str, error: BaseException) -> None:
+        with self._lock:
+            self._state = replace(self._state, failed_branches=self._state.failed_branches + 1)
+
+    def rollouts_read(self, count: int, incomplete: int) -> None:
+        with self._lock:
+            state = self._state
+            self._state = replace(
+                state, rollouts_read=state.rollouts_read + count, incomplete_reads=state.incomplete_reads + incomplete
+            )
+
+    def round_finished(self, round_number: int, seconds: float) -> None:
+        with self._lock:
+            self._state = replace(self._state, round_seconds={**self._state.round_seconds, round_number: seconds})
+
+
+def describe(state: ProgressState, expected: int | None, started: float) -> str:
+    phase = "seed evaluation" if state.round == 0 else f"round {state.round}/{state.total_rounds}"
+    done = f"{state.rollouts}/{expected}" if expected else str(state.rollouts)
+    best_text = f"{state.best_score:.3f} ({state.best_label})" if state.best_score is not None else "-"
+    seed_text = f"{state.seed_score:.3f}" if state.seed_score is not None else "-"
     return (
         f"{phase} | rollouts {done} | best {best_text} | seed {seed_text} | "
-        f"candidates {candidates} ({rejected} rejected) | {time.monotonic() - started:.0f}s"
+        f"candidates {state.candidates} ({state.rejected} rejected) | {time.monotonic() - started:.0f}s"
     )
 
 
 class ProgressDisplay:
     def __init__(
-        self,
-        progress: Progress,
-        ledger_path: Path,
-        *,
-        expected_rollouts: int | None,
-        console: Console,
-        interval: float = 15.0,
+        self, progress: Progress, *, expected_rollouts: int | None, console: Console, interval: float = 15.0
     ) -> None:
         self.progress = progress
-        self.tail = LedgerTail(ledger_path)
         self.expected = expected_rollouts
         self.console = console
         self.interval = interval
@@ -71,8 +147,7 @@ class ProgressDisplay:
                 last = line.rsplit("|", 1)[0]
 
     def _line(self) -> str:
-        self.tail.read_new()
-        return describe(self.progress, self.tail.count, self.expected, self._started)
+        return describe(self.progress.snapshot(), self.expected, self._started)
 
     def __enter__(self) -> ProgressDisplay:
         target = self._run_live if self.console.is_terminal else self._run_logged

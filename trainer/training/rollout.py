@@ -13,8 +13,8 @@ import socket
 from typing import TYPE_CHECKING
 
 from trainer.agent.solve import RolloutConfig, solve
-from trainer.data.problems import MathTask
 from trainer.records.ledger import RunLedgers
+from trainer.task import Problem
 from trainer.telemetry.otlp import spans_ended_in_current_rollout
 from trainer.telemetry.spans import flush_spans, rollout_span
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> agl.LitAgent[MathTask]:
+def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> agl.LitAgent[Problem]:
     """The ``@agl.rollout`` agent APO's runners execute, bound to ``config``.
 
     With ``ledgers``, each outcome is appended to the ledger of the run that enqueued the task.
@@ -32,7 +32,7 @@ def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> ag
     import agentlightning as agl  # heavy: only processes that run rollouts pay for it
 
     @agl.rollout
-    async def math_rollout(task: MathTask, prompt_template: agl.PromptTemplate, rollout: agl.Rollout) -> float:
+    async def math_rollout(task: Problem, prompt_template: agl.PromptTemplate, rollout: agl.Rollout) -> float:
         attempt_id = rollout.attempt.attempt_id if rollout.attempt else None
         with rollout_span(
             **{

@@ -24,6 +24,7 @@ from trainer.config import ConfigError, Settings
 from trainer.records.ledger import RunLedgers
 from trainer.serving.endpoints import start_endpoints
 from trainer.serving.probes import check_store, probe_chat
+from trainer.task import load_task
 
 logger = logging.getLogger(__name__)
 
@@ -49,30 +50,20 @@ def run_runners(settings: Settings) -> None:
     """Run RUNNERS runner processes against STORE_URL until interrupted."""
     store_url = check_runner_settings(settings)
     check_store(store_url)
-    import agentlightning as agl
-
     from trainer.logs import quiet_libraries
-    from trainer.telemetry.otlp import collector_endpoint
-    from trainer.telemetry.tracers import runner_tracer
+    from trainer.training.lightning import lightning_trainer
     from trainer.training.rollout import make_rollout
 
-    quiet_libraries()
+    quiet_libraries()  # litellm, imported with Agent Lightning, resets its loggers
     with ExitStack() as stack:
         endpoints = start_endpoints(settings, stack)
         probe_chat(endpoints.agent.base_url, endpoints.agent.model, endpoints.agent.api_key)
-        collector = collector_endpoint()
         agent = make_rollout(
-            RolloutConfig(model=endpoints.agent, use_calculator=settings.use_calculator),
+            RolloutConfig(model=endpoints.agent, task=load_task(settings.task), use_calculator=settings.use_calculator),
             RunLedgers(settings.output_dir / "runs"),
         )
-        trainer = agl.Trainer(
-            algorithm=None,
-            n_runners=settings.runners,
-            store=agl.LightningStoreClient(store_url),
-            adapter=agl.TraceToMessages(),
-            tracer=runner_tracer(settings.tracing, collector),
-            strategy=agl.ClientServerExecutionStrategy(role="runner", n_runners=settings.runners, managed_store=False),
-        )
+        trainer = lightning_trainer(settings, algorithm=None)
+        collector = settings.otel_exporter_otlp_endpoint
         spans = "to the store" if collector is None else f"via the collector at {collector}"
         logger.info(
             "%d runner(s) taking rollouts from %s; agent %s at %s; spans %s",

@@ -1,0 +1,44 @@
+"""The tracked APO's events, written into the prompt DB as they happen.
+
+Every prompt version, rejection and val evaluation is one transaction in the prompt DB, and the best
+prompt is re-exported (atomically) whenever it changes: a run killed at any moment loses nothing
+already scored and always leaves a best prompt behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer.apo.observer import APOObserver, ValScore
+from trainer.records.prompt_db import VAL_SPLIT, PromptDB
+
+
+class PromptRecorder(APOObserver):
+    """Records one run's prompts in ``db`` and exports its best prompt into ``out_dir``."""
+
+    def __init__(self, db: PromptDB, run_id: str, out_dir: Path) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.out_dir = out_dir
+        self._ids: dict[str, int] = {}  # APO's label ("v3") -> prompt DB id
+
+    def prompt_id(self, label: str) -> int:
+        return self._ids[label]
+
+    def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
+        parent_id = self._ids.get(parent) if parent is not None else None
+        self._ids[label] = self.db.add_prompt(self.run_id, label, template, parent_id=parent_id, round=round_number)
+
+    def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
+        self.db.reject(self._ids[label], reason)
+
+    def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
+        self.db.record_evaluation(self._ids[label], VAL_SPLIT, batch.value, batch.n)
+
+    def best_changed(self, label: str, score: ValScore) -> None:
+        prompt_id = self._ids[label]
+        self.db.mark_best(self.run_id, prompt_id)
+        self.export_best()
+
+    def export_best(self) -> None:
+        self.db.export_best(self.run_id, self.out_dir)

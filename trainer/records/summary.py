@@ -1,0 +1,160 @@
+"""``summary.json``: what a finished run found, in one typed schema.
+
+:class:`Summary` is the one definition of the file: the training builds it, :func:`write_summary`
+writes it, :func:`print_summary` prints its table, and readers (``report``, tests, benchmarks) load
+it back with :meth:`Summary.load` and get the same fields, checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+from rich.table import Table
+
+from trainer.records.prompt_db import atomic_write_text
+from trainer.records.stats import PairedComparison, Score
+
+SUMMARY_FILE = "summary.json"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScoreSummary(_Model):
+    """A score with its 95% Wilson interval."""
+
+    value: float
+    correct: int
+    n: int
+    ci95: tuple[float, float]
+
+    @classmethod
+    def of(cls, score: Score) -> ScoreSummary:
+        return cls(value=score.value, correct=score.correct, n=score.n, ci95=(score.low, score.high))
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f}  [{self.ci95[0]:.2f}, {self.ci95[1]:.2f}]  ({self.correct}/{self.n})"
+
+
+class PairedSummary(_Model):
+    """Best vs seed on the same test problems (exact McNemar test on the discordant ones)."""
+
+    n: int
+    both_right: int
+    only_seed: int
+    only_best: int
+    both_wrong: int
+    p_value: float
+    significant: bool
+
+    @classmethod
+    def of(cls, comparison: PairedComparison) -> PairedSummary:
+        return cls(
+            n=comparison.n,
+            both_right=comparison.both_right,
+            only_seed=comparison.only_seed,
+            only_best=comparison.only_best,
+            both_wrong=comparison.both_wrong,
+            p_value=comparison.p_value,
+            significant=comparison.significant,
+        )
+
+
+class SpanReads(_Model):
+    rollouts_read: int
+    incomplete: int  # rollouts whose spans were not all in the store when APO read them
+
+
+class Tokens(_Model):
+    agent: int  # training rollouts
+    test: int  # the test split's rollouts
+    optimizer: dict[str, dict[str, Any]]  # "role:model" -> calls, failures, tokens, seconds, truncated
+
+
+class Models(_Model):
+    agent: str
+    gradient: str
+    edit: str
+    embedded: bool
+
+
+class SplitSizes(_Model):
+    train: int
+    val: int
+    test: int
+
+
+class Summary(_Model):
+    """Everything ``summary.json`` holds."""
+
+    run_id: str
+    algorithm: str
+    seed_val_score: float | None
+    best_val_score: float | None
+    seed_test_score: float
+    best_test_score: float
+    best_prompt_version: str
+    best_prompt_id: int
+    rollouts: int
+    llm_tokens: int
+    wall_seconds: float
+    seed_val: ScoreSummary | None
+    best_val: ScoreSummary | None
+    seed_test: ScoreSummary
+    best_test: ScoreSummary
+    paired_test: PairedSummary
+    verdict: str
+    rollout_statuses: dict[str, int]
+    test_statuses: dict[str, dict[str, int]]
+    candidates: int
+    candidates_rejected: int
+    rejected_reasons: dict[str, int]
+    failed_optimizer_branches: int
+    round_seconds: dict[str, float]
+    apo_span_reads: SpanReads
+    tracing: str
+    tokens: Tokens
+    expected_training_rollouts_max: int
+    models: Models
+    splits: SplitSizes
+    best_prompt_file: str
+    prompt_db: str
+    reward_curve: str
+
+    @classmethod
+    def load(cls, path: Path) -> Summary:
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def write_summary(out_dir: Path, summary: Summary) -> Path:
+    path = out_dir / SUMMARY_FILE
+    atomic_write_text(path, summary.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def _fmt(score: ScoreSummary | None) -> str:
+    return "-" if score is None else str(score)
+
+
+def print_summary(summary: Summary, console: Console) -> None:
+    table = Table(title=f"Training run {summary.run_id} ({summary.algorithm})", show_lines=False)
+    table.add_column("")
+    table.add_column("seed prompt")
+    table.add_column("best prompt")
+    table.add_row("val score (95% CI)", _fmt(summary.seed_val), _fmt(summary.best_val))
+    table.add_row("test score (95% CI)", _fmt(summary.seed_test), _fmt(summary.best_test))
+    console.print(table)
+    facts = Table(show_header=False, box=None)
+    facts.add_row("best prompt", f"#{summary.best_prompt_id} {summary.best_prompt_version}")
+    facts.add_row("verdict", summary.verdict)
+    statuses = ", ".join(f"{k}: {v}" for k, v in summary.rollout_statuses.items())
+    facts.add_row("rollouts", f"{summary.rollouts} ({statuses})")
+    facts.add_row("candidates", f"{summary.candidates} ({summary.candidates_rejected} rejected by the guard)")
+    facts.add_row("LLM tokens", f"{summary.llm_tokens:,}")
+    facts.add_row("wall time", f"{summary.wall_seconds:.0f} s")
+    facts.add_row("best prompt file", summary.best_prompt_file)
+    console.print(facts)

@@ -1,0 +1,38 @@
+"""The tracked APO's events as Prometheus metrics: round, candidate scores, the best, lost branches."""
+
+from __future__ import annotations
+
+from trainer.apo.observer import APOObserver, ValScore
+from trainer.telemetry.metrics import TrainerMetrics
+
+
+class MetricsObserver(APOObserver):
+    """Keeps ``metrics`` in step with the search; every score shown is the prompt's current val score."""
+
+    def __init__(self, metrics: TrainerMetrics) -> None:
+        self.metrics = metrics
+
+    def rounds_planned(self, rounds: int) -> None:
+        self.metrics.rounds_planned.set(rounds)
+        self.metrics.set_round(0)
+
+    def round_started(self, round_number: int) -> None:
+        self.metrics.set_round(round_number)
+
+    def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
+        self.metrics.candidate_rejected(label, round_number)
+
+    def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
+        # A rescored prompt updates its own series; only a candidate's first score counts it as evaluated.
+        self.metrics.candidate_scored(label, round_number, current.value, candidate=first and round_number > 0)
+        if round_number == 0 and first:
+            self.metrics.seed_score.set(batch.value)
+
+    def best_changed(self, label: str, score: ValScore) -> None:
+        self.metrics.set_best(label, score.value)
+
+    def best_rescored(self, label: str, score: ValScore) -> None:
+        self.metrics.set_best(label, score.value)
+
+    def branch_failed(self, parent: str, error: BaseException) -> None:
+        self.metrics.failed_branches.inc()

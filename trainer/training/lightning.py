@@ -1,0 +1,50 @@
+"""Agent Lightning's trainer, built one way for a training and for scale-out runners.
+
+A training runs the algorithm and (unless RUNNERS=0) its own runner processes; ``apo-trainer runner``
+runs runner processes only. Both talk to the same kind of store with the same tracer, so they are
+built here from the settings, with the role set explicitly: an ``AGL_CURRENT_ROLE`` left in the
+environment cannot change it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from trainer.agent.template import TEMPLATE_ENGINE
+from trainer.config import Settings
+from trainer.serving.probes import free_port
+
+if TYPE_CHECKING:
+    import agentlightning as agl
+
+
+def lightning_trainer(settings: Settings, *, algorithm: Any | None, seed_prompt: str | None = None) -> agl.Trainer:
+    """The trainer for ``algorithm``, or for runners only when it is None."""
+    import agentlightning as agl
+
+    from trainer.telemetry.tracers import runner_tracer
+
+    role = "runner" if algorithm is None else ("both" if settings.runners else "algorithm")
+    extra: dict[str, Any] = {}
+    if settings.store_url:
+        extra["store"] = agl.LightningStoreClient(settings.store_url)
+        strategy = agl.ClientServerExecutionStrategy(role=role, n_runners=max(settings.runners, 1), managed_store=False)
+    else:
+        strategy = agl.ClientServerExecutionStrategy(
+            role=role,
+            n_runners=settings.runners,
+            server_host="127.0.0.1",
+            server_port=settings.store_port or free_port(),
+        )
+    if seed_prompt is not None:
+        extra["initial_resources"] = {
+            "prompt_template": agl.PromptTemplate(template=seed_prompt, engine=TEMPLATE_ENGINE)
+        }
+    return agl.Trainer(
+        algorithm=algorithm,
+        n_runners=max(settings.runners, 1),
+        adapter=agl.TraceToMessages(),
+        tracer=runner_tracer(settings.tracing, settings.otel_exporter_otlp_endpoint),
+        strategy=strategy,
+        **extra,
+    )
