@@ -33,7 +33,7 @@ from typing import Any
 
 import psutil
 
-from tests.trainer_process import clean_env as trainer_env
+from tests.support.trainer_cli import clean_env as trainer_env
 from trainer.serving.probes import free_port
 
 
@@ -160,7 +160,7 @@ def harness_overhead(store_url: str, rows: list[dict[str, Any]]) -> float:
 
 def tracing_overhead(root: Path, store_url: str, size: str) -> dict[str, Any]:
     """Harness overhead per rollout with tracing off, into the store, and through the collector."""
-    from tests.pipeline import missing_binaries, pipeline
+    from tests.support.pipeline import missing_binaries, pipeline
 
     figures: dict[str, Any] = {}
     args = ["--algorithm", "baseline", "--val-size", size, "--test-size", "1", "--runners", "1"]

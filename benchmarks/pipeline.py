@@ -1,6 +1,6 @@
 """Telemetry pipeline figures on this machine, printed, never asserted: `python -m benchmarks.pipeline`.
 
-Real processes (tests/pipeline.py): OpenTelemetry SDK (this process) -> OTLP/HTTP -> collector
+Real processes (tests/support/pipeline.py): OpenTelemetry SDK (this process) -> OTLP/HTTP -> collector
 (.cache/bin/otelcol, collector/config.yaml) -> Agent Lightning store (`agl store`, memory) and
 Jaeger v2 (memory).
 
@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any
 
-from tests.pipeline import (
+from tests.support.pipeline import (
     Pipeline,
     RolloutRef,
     SentSpan,

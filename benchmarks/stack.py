@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.stack import BUILD_IMAGES, REPO, TINY_TRAINING, Stack, engine_problem, parse_env_lines
+from tests.support.stack import BUILD_IMAGES, REPO, TINY_TRAINING, Stack, engine_problem, parse_env_lines
 
 CGROUP_DIRS = (
     "/sys/fs/cgroup/memory/docker/{id}",  # cgroup v1

@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
+from tests.support import REPO
 from trainer.config import EMBEDDED_MODEL_NAME, Settings
 from trainer.testing import ScriptedLLM, closed_port
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = REPO
 CASE_TIMEOUT_S = 90.0
 # A small valid plan: 1 round, beam 1, 2 candidates, splits 4/4/3.
 OK_ARGS = [

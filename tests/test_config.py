@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import REPO
 from trainer.agent.template import check_template
 from trainer.config import EMBEDDED_MODEL_NAME, ConfigError, Settings, load_settings
 from trainer.math_task import MATH
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = REPO
 SECRET = "sk-test-DO-NOT-LEAK-4f9c2e7a1b"
 OTHER_SECRET = "sk-opt-ALSO-SECRET-77d1e0"
 

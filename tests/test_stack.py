@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pipeline import store_spans
-from tests.stack import (
+from tests.support.pipeline import store_spans
+from tests.support.stack import (
     REPO,
     TINY_TRAINING,
     Stack,

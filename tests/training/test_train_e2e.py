@@ -19,14 +19,15 @@ from typing import Any
 
 import pytest
 
-from tests.trainer_process import TINY, clean_env, run_trainer
+from tests.support import REPO
+from tests.support.trainer_cli import TINY, clean_env, run_trainer
 from trainer.records.prompt_db import PromptDB
 from trainer.records.stats import wilson
 from trainer.serving.probes import free_port
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO
 EXPECTED_SPANS = Counter(
     {"math_rollout": 1, "math_solver.arun": 1, "OpenAILike.ainvoke": 1, "agentlightning.annotation": 1}
 )

@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pipeline import HOST, REPO, ManagedProcess, wait_until
+from tests.support.pipeline import HOST, REPO, ManagedProcess, wait_until
 from trainer.serving.probes import free_port
 
 PROMETHEUS_BIN = Path(os.environ.get("PROMETHEUS_BIN", "/usr/bin/prometheus"))
@@ -121,7 +121,7 @@ class PrometheusServer(ManagedProcess):
         self.data_dir = work_dir / "data"
         self.config = render_config(targets, source, self_address=self.address)
         self.config_path.write_text(
-            f"# Generated from {source} by tests/prometheus_server.py: only targets differ.\n"
+            f"# Generated from {source} by tests/support/prometheus.py: only targets differ.\n"
             + yaml.safe_dump(self.config, sort_keys=False)
         )
         argv = [

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.trainer_process import TINY, assert_critique_shows_conversations, clean_env, run_trainer
+from tests.support.trainer_cli import TINY, assert_critique_shows_conversations, clean_env, run_trainer
 from trainer.math_task import SEED_PROMPT as DEFAULT_SEED_PROMPT
 from trainer.records.prompt_db import PromptDB
 from trainer.testing import CONTEXT_OVERFLOW, OVERLOADED, Reply, ScriptedLLM, chat_completion

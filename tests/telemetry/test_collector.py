@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline import (
+from tests.support.pipeline import (
     COLLECTOR_CONFIG,
     OTELCOL_BIN,
     REPO,

@@ -15,16 +15,16 @@ import math
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from tests.support import REPO
 from trainer.telemetry import metric_contract as mc
 from trainer.telemetry.metrics import TrainerMetrics
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO
 TRAINING_DASHBOARD = REPO / "grafana" / "dashboards" / "training.json"
 
 # TrainerMetrics attribute -> the contract metric it must be (other code calls these attributes).

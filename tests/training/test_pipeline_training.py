@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.pipeline import (
+from tests.support.pipeline import (
     Pipeline,
     collector_counters,
     jaeger_parent,
@@ -32,7 +32,7 @@ from tests.pipeline import (
     store_spans,
     wait_until,
 )
-from tests.trainer_process import TINY, assert_critique_shows_conversations, clean_env, run_trainer
+from tests.support.trainer_cli import TINY, assert_critique_shows_conversations, clean_env, run_trainer
 from trainer.testing import Reply, ScriptedLLM, chat_completion
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]

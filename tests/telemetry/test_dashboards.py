@@ -4,7 +4,7 @@
 - every dashboard parses, has a uid, and uses only datasource uids that the provisioning defines;
 - EVERY PromQL expression of every panel target and templating variable is accepted by a real
   Prometheus that runs ``prometheus/prometheus.yml`` (targets moved to loopback) against the real
-  store, collector and Jaeger (``tests.pipeline``) while spans of rollout shape flow through the
+  store, collector and Jaeger (``tests.support.pipeline``) while spans of rollout shape flow through the
   collector: every target of the agent-spans and pipeline dashboards must return data, and the
   Jaeger panels must find traces;
 - the training dashboard's expressions are run against a fake trainer that serves the agreed
@@ -37,7 +37,7 @@ import yaml
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import Status, StatusCode
 
-from tests.pipeline import (
+from tests.support.pipeline import (
     ATTEMPT_ATTR,
     REPO,
     ROLLOUT_ATTR,
@@ -48,7 +48,7 @@ from tests.pipeline import (
     require_binaries,
     store_client,
 )
-from tests.prometheus_server import (
+from tests.support.prometheus import (
     PROMETHEUS_CONFIG,
     PROMTOOL_BIN,
     PrometheusServer,

@@ -15,13 +15,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The project is not pip-installed in the dev venv and pytest only puts tests/
-# on sys.path, so `trainer` would not import under plain `.venv/bin/pytest`.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from trainer.records.prompt_db import (  # noqa: E402
+from tests.support import REPO
+from trainer.records.prompt_db import (
     SCHEMA_VERSION,
     PromptDB,
     PromptDBError,
@@ -49,7 +44,7 @@ def _raw(db_path: Path) -> sqlite3.Connection:
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.pipeline import pipeline, require_binaries
-from tests.prometheus_server import hostport, prometheus
-from tests.test_dashboards import _has_finite, training_panel_exprs
-from tests.test_pipeline_training import ScriptedOptimizer
-from tests.trainer_process import TINY, run_trainer
+from tests.support.pipeline import pipeline, require_binaries
+from tests.support.prometheus import hostport, prometheus
+from tests.support.trainer_cli import TINY, run_trainer
+from tests.telemetry.test_dashboards import _has_finite, training_panel_exprs
+from tests.training.test_pipeline_training import ScriptedOptimizer
 from trainer.serving.probes import free_port
 from trainer.testing import ScriptedLLM
 

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The project is not pip-installed in the dev venv and pytest only puts tests/ on sys.path.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from trainer.agent.grader import TOLERANCE, Grade, extract_answer, grade  # noqa: E402
-from trainer.data.numbers import canonical_number  # noqa: E402
-from trainer.data.problems import generate_problems  # noqa: E402
+from trainer.agent.grader import TOLERANCE, Grade, extract_answer, grade
+from trainer.data.numbers import canonical_number
+from trainer.data.problems import generate_problems
 
 F = Fraction
 

@@ -27,12 +27,13 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
+
+REPO = REPO
 BUILD_IMAGES = REPO / "scripts" / "build_images.sh"
 IMAGE_VARS = ("TRAINER_IMAGE", "TRAINER_BASE_IMAGE", "COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE")
 HOST = "127.0.0.1"

@@ -6,7 +6,6 @@ import json
 import math
 import random
 import re
-import sys
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -15,16 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The project is not pip-installed in the dev venv and pytest only puts tests/ on sys.path.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from trainer.data import DatasetError  # noqa: E402
-from trainer.data.jsonl import load_jsonl  # noqa: E402
-from trainer.data.numbers import canonical_number  # noqa: E402
-from trainer.data.problems import KINDS, MathTask, generate_problems  # noqa: E402
-from trainer.data.splits import Splits, load_splits, split_tasks  # noqa: E402
+from trainer.data import DatasetError
+from trainer.data.jsonl import load_jsonl
+from trainer.data.numbers import canonical_number
+from trainer.data.problems import KINDS, MathTask, generate_problems
+from trainer.data.splits import Splits, load_splits, split_tasks
 
 CANONICAL_RE = re.compile(r"-?(0|[1-9]\d*)(\.\d*[1-9])?")
 NUMBER_IN_TEXT_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")

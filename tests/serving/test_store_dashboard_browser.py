@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from tests.pipeline import StoreServer, agl_store, store_client
+from tests.support.pipeline import StoreServer, agl_store, store_client
 from trainer.serving.store_dashboard import ReadOnlyProxy
 
 pytestmark = pytest.mark.browser

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline import StoreServer, agl_store, store_statistics
-from tests.trainer_process import clean_env
+from tests.support.pipeline import StoreServer, agl_store, store_statistics
+from tests.support.trainer_cli import clean_env
 from trainer.serving.store_dashboard import ReadOnlyProxy
 from trainer.testing import closed_port
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline import agl_store
-from tests.trainer_process import TINY, clean_env, run_trainer
+from tests.support.pipeline import agl_store
+from tests.support.trainer_cli import TINY, clean_env, run_trainer
 from trainer.config import ConfigError, Settings
 from trainer.data.problems import MathTask
 from trainer.records.ledger import RunLedgers

@@ -7,11 +7,11 @@ when its context manager exits, failure or not:
         ...
 
 or all three at once with ``pipeline()`` / the session fixture ``pipeline_services`` (import it into
-a test module: ``from tests.pipeline import pipeline_services_fixture``; the fixture's name is
+a test module: ``from tests.support.pipeline import pipeline_services_fixture``; the fixture's name is
 ``pipeline_services``).
 
 Binaries: ``.cache/bin/otelcol`` (collector/manifest.yaml) and ``.cache/bin/jaeger`` (Jaeger v2
-all-in-one), built by ``make binaries``. Jaeger runs with ``tests/jaeger-config.yaml`` (every port
+all-in-one), built by ``make binaries``. Jaeger runs with ``tests/support/jaeger-config.yaml`` (every port
 from the environment, memory storage).
 
 Helpers read what arrived where: ``store_spans`` / ``store_statistics`` (Agent Lightning client),
@@ -56,14 +56,15 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
+from tests.support import REPO
 from trainer.serving.probes import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO
 BIN_DIR = REPO / ".cache" / "bin"
 OTELCOL_BIN = BIN_DIR / "otelcol"
 JAEGER_BIN = BIN_DIR / "jaeger"
 COLLECTOR_CONFIG = REPO / "collector" / "config.yaml"
-JAEGER_CONFIG = Path(__file__).resolve().with_name("jaeger-config.yaml")
+JAEGER_CONFIG = REPO / "tests" / "support" / "jaeger-config.yaml"
 AGL_BIN = Path(sys.executable).parent / "agl"
 
 HOST = "127.0.0.1"
@@ -257,7 +258,7 @@ class StoreServer(ManagedProcess):
 
 
 class JaegerServer(ManagedProcess):
-    """Jaeger v2 all-in-one with tests/jaeger-config.yaml: memory storage, every port free on loopback."""
+    """Jaeger v2 all-in-one with tests/support/jaeger-config.yaml: memory storage, every port free on loopback."""
 
     def __init__(self, log_dir: Path, config: Path = JAEGER_CONFIG) -> None:
         self.ports = {
@@ -831,7 +832,7 @@ class SpanSender:
                 export_timeout_millis=int(export_timeout * 1000) + 5_000,
             )
         self.provider.add_span_processor(processor)
-        self.tracer = self.provider.get_tracer("tests.pipeline")
+        self.tracer = self.provider.get_tracer("tests.support.pipeline")
         self.service_name = service_name
         self.sent = 0
 

@@ -26,7 +26,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.trainer_process import clean_env
+from tests.support.trainer_cli import clean_env
 from trainer.agent.grader import grade
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.data.problems import generate_problems
