@@ -213,9 +213,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=None, help="seconds of load per step")
     parser.add_argument("--rates", default=None, help="comma-separated offered rates (spans/s)")
     opts = parser.parse_args()
-    missing = missing_binaries()
-    if missing:
-        print(f"missing binaries {', '.join(map(str, missing))}: run `make binaries`")
+    if missing_binaries():
+        print("missing the collector or Jaeger binary: run `make binaries`")
         return 1
     if opts.rates:
         rates = [float(r) for r in opts.rates.split(",")]

@@ -28,21 +28,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.pipeline import store_spans
-from tests.support.stack import (
-    REPO,
-    TINY_TRAINING,
-    Stack,
-    http_json,
-    jaeger_services,
-    jaeger_traces,
-    prom_query,
-    require_compose_cli,
-    require_engine,
-    span_tag,
-    stack_images,
-    wait_until,
-)
+from tests.support import REPO
+from tests.support.jaeger import jaeger_services, jaeger_tag, jaeger_traces
+from tests.support.net import http_json
+from tests.support.requirements import require
+from tests.support.stack import TINY_TRAINING, Stack, prom_query, stack_images
+from tests.support.store import store_spans
+from tests.support.waiting import wait_until
 from trainer.config import Settings
 
 SERVICE_NAME = "apo-trainer"
@@ -68,7 +60,7 @@ def compose_config(*args: str, env: dict[str, str] | None = None) -> subprocess.
 
 @pytest.fixture(scope="module")
 def compose_model() -> dict[str, Any]:
-    require_compose_cli()
+    require("compose")
     proc = compose_config("--format", "json")
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout))
@@ -78,7 +70,7 @@ def compose_model() -> dict[str, Any]:
 
 
 def test_compose_file_is_valid_without_env_file() -> None:
-    require_compose_cli()
+    require("compose")
     proc = compose_config("-q")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "", f"compose warns: {proc.stderr}"
@@ -149,7 +141,6 @@ def test_grafana_refuses_to_start_without_admin_password(compose_model: dict[str
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     """The stack without Grafana, up and healthy; afterwards `down -v` must leave nothing."""
-    require_engine()
     running = Stack(stack_images(), env=dict(TINY_TRAINING))
     seconds = running.start()
     print(f"\nstack up and healthy in {seconds:.1f}s")
@@ -219,7 +210,13 @@ def train_with_restart(stack: Stack, restart: str, **env: str) -> Training:
                 return run_id
         return None
 
-    wait_until(f"{RESTART_AFTER_ROWS} rollouts of the new run", new_run_far_enough, TRAIN_TIMEOUT, interval=2)
+    wait_until(
+        new_run_far_enough,
+        TRAIN_TIMEOUT,
+        what=f"{RESTART_AFTER_ROWS} rollouts of the new run",
+        interval=2,
+        errors=(OSError, ValueError, KeyError),
+    )
     down_started = time.monotonic()
     stack.run("restart", restart, timeout=120)
     downtime = time.monotonic() - down_started
@@ -267,7 +264,7 @@ def spans_lost(stack: Stack, training: Training) -> dict[str, int]:
 
     def jaeger_count() -> int:
         spans = [span for trace in jaeger_traces(stack.jaeger_url, SERVICE_NAME) for span in trace["spans"]]
-        return sum(1 for span in spans if span_tag(span, "agentlightning.rollout_id") in rollout_ids)
+        return sum(1 for span in spans if jaeger_tag(span, "agentlightning.rollout_id") in rollout_ids)
 
     # The collector's Jaeger exporter may still be retrying what a restart held back.
     deadline = time.monotonic() + 60
@@ -332,7 +329,10 @@ def test_training_through_the_stack_survives_a_collector_restart(stack: Stack) -
         calls = prom_query(stack.prometheus_url, "sum(last_over_time(traces_span_metrics_calls_total[1h]))")
         return float(calls[0]["value"][1]) if calls else 0.0
 
-    assert wait_until("span metrics in Prometheus", span_metric_calls, 60) > 0
+    assert (
+        wait_until(span_metric_calls, 60, what="span metrics in Prometheus", interval=1, errors=(OSError, ValueError))
+        > 0
+    )
 
 
 @pytest.mark.docker

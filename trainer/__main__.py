@@ -1,3 +1,5 @@
+"""``python -m trainer``: the command line (trainer/cli.py)."""
+
 import sys
 
 from trainer.cli import main

@@ -16,12 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
-from trainer.records.prompt_db import (
-    SCHEMA_VERSION,
-    PromptDB,
-    PromptDBError,
-    atomic_write_text,
-)
+from trainer.records.files import atomic_write_text
+from trainer.records.prompt_db import PromptDB, PromptDBError
+from trainer.records.schema import SCHEMA_VERSION
 
 RUN = "run-2025-01-01T00:00:00"  # colons on purpose: "RUN:LABEL" refs must cope
 
@@ -70,8 +67,8 @@ def test_everything_persists_across_reopen(db_path: Path) -> None:
         pm.start_run(RUN, "apo", {"beam_width": 2})
         seed = pm.add_prompt(RUN, "v0", "Solve it.", parent_id=None, round=0)
         child = pm.add_prompt(RUN, "v1", "Solve it step by step.", parent_id=seed, round=1)
-        pm.record_score(seed, 0.4, 10)
-        pm.record_score(child, 0.7, 10)
+        pm.record_evaluation(seed, "val", 0.4, 10)
+        pm.record_evaluation(child, "val", 0.7, 10)
         pm.mark_best(RUN, child)
         pm.finish_run(RUN, "completed")
         before = (pm.list(), pm.runs(), pm.evaluations(child))
@@ -145,10 +142,10 @@ def test_evaluations_keep_largest_n_latest_on_tie(pm: PromptDB) -> None:
 
     pm.record_evaluation(pid, "val", 0.9, 5)  # beam mini-batch
     assert (pm.get(pid).val_score, pm.get(pid).val_n, pm.get(pid).status) == (0.9, 5, "scored")
-    pm.record_score(pid, 0.6, 50)  # full val set
-    pm.record_score(pid, 1.0, 5)  # a later, smaller batch must not win
+    pm.record_evaluation(pid, "val", 0.6, 50)  # full val set
+    pm.record_evaluation(pid, "val", 1.0, 5)  # a later, smaller batch must not win
     assert (pm.get(pid).val_score, pm.get(pid).val_n) == (0.6, 50)
-    pm.record_score(pid, 0.7, 50)  # same n: the latest wins
+    pm.record_evaluation(pid, "val", 0.7, 50)  # same n: the latest wins
     assert (pm.get(pid).val_score, pm.get(pid).val_n) == (0.7, 50)
     pm.record_evaluation(pid, "test", 0.1, 500)  # other splits never feed val_score
     assert (pm.get(pid).val_score, pm.get(pid).val_n) == (0.7, 50)
@@ -162,19 +159,19 @@ def test_evaluations_keep_largest_n_latest_on_tie(pm: PromptDB) -> None:
         ("test", 0.1, 500),
     ]
     with pytest.raises(ValueError, match="finite"):
-        pm.record_score(pid, float("nan"), 5)
+        pm.record_evaluation(pid, "val", float("nan"), 5)
     with pytest.raises(ValueError, match="n must be"):
-        pm.record_score(pid, 0.5, 0)
+        pm.record_evaluation(pid, "val", 0.5, 0)
     with pytest.raises(PromptDBError, match="#777"):
-        pm.record_score(777, 0.5, 5)
+        pm.record_evaluation(777, "val", 0.5, 5)
     assert len(pm.evaluations(pid)) == 5
 
 
 def test_reject_counts_as_zero_and_is_never_best(pm: PromptDB) -> None:
     good = pm.add_prompt(RUN, "v0", "good", parent_id=None, round=0)
     bad = pm.add_prompt(RUN, "v1", "bad", parent_id=good, round=1)
-    pm.record_score(good, 0.5, 10)
-    pm.record_score(bad, 0.9, 10)
+    pm.record_evaluation(good, "val", 0.5, 10)
+    pm.record_evaluation(bad, "val", 0.9, 10)
     pm.mark_best(RUN, bad)
 
     pm.reject(bad, "too long: 9120 chars > 4000")
@@ -190,7 +187,7 @@ def test_reject_counts_as_zero_and_is_never_best(pm: PromptDB) -> None:
     assert pm.best(RUN) == pm.get(good)
 
     # Late scores are kept for the record but do not resurrect the prompt.
-    pm.record_score(bad, 1.0, 100)
+    pm.record_evaluation(bad, "val", 1.0, 100)
     assert (pm.get(bad).status, pm.get(bad).val_score) == ("rejected", 0.0)
     assert [e.score for e in pm.evaluations(bad)] == [0.9, 1.0]
 
@@ -207,9 +204,9 @@ def test_best_fallback_highest_score_then_lowest_id(pm: PromptDB) -> None:
     assert pm.best(RUN) is None  # unscored candidates do not qualify
     b = pm.add_prompt(RUN, "v1", "b", parent_id=a, round=1)
     c = pm.add_prompt(RUN, "v2", "c", parent_id=a, round=1)
-    pm.record_score(a, 0.3, 10)
-    pm.record_score(c, 0.8, 10)
-    pm.record_score(b, 0.8, 10)
+    pm.record_evaluation(a, "val", 0.3, 10)
+    pm.record_evaluation(c, "val", 0.8, 10)
+    pm.record_evaluation(b, "val", 0.8, 10)
     best = pm.best(RUN)
     assert best is not None
     assert best.id == b  # tie on 0.8 -> lowest id
@@ -221,8 +218,8 @@ def test_best_fallback_highest_score_then_lowest_id(pm: PromptDB) -> None:
 def test_mark_best_is_exclusive_per_run(pm: PromptDB, db_path: Path) -> None:
     a = pm.add_prompt(RUN, "v0", "a", parent_id=None, round=0)
     b = pm.add_prompt(RUN, "v1", "b", parent_id=a, round=1)
-    pm.record_score(a, 0.9, 10)
-    pm.record_score(b, 0.1, 10)
+    pm.record_evaluation(a, "val", 0.9, 10)
+    pm.record_evaluation(b, "val", 0.1, 10)
 
     pm.mark_best(RUN, a)
     pm.mark_best(RUN, b)  # explicit mark beats the higher score
@@ -259,12 +256,12 @@ def test_failed_mark_best_keeps_previous_best(pm: PromptDB) -> None:
 
 def test_best_without_run_prefers_latest_run_that_has_a_best(pm: PromptDB) -> None:
     old_best = pm.add_prompt(RUN, "v0", "old", parent_id=None, round=0)
-    pm.record_score(old_best, 0.5, 10)
+    pm.record_evaluation(old_best, "val", 0.5, 10)
     pm.mark_best(RUN, old_best)
 
     pm.start_run("run-2", "apo", {})
     new = pm.add_prompt("run-2", "v0", "new", parent_id=None, round=0)
-    pm.record_score(new, 0.9, 10)
+    pm.record_evaluation(new, "val", 0.9, 10)
     # run-2 has no marked best yet, so the latest run *with* one answers.
     assert pm.best() == pm.get(old_best)
     assert pm.best("run-2") == pm.get(new)  # explicit run: score fallback
@@ -276,10 +273,10 @@ def test_best_without_any_marked_best_uses_latest_scored_run(db_path: Path) -> N
     with PromptDB(db_path) as pm:
         assert pm.best() is None
         pm.start_run("r1", "apo", {})
-        pm.record_score(pm.add_prompt("r1", "v0", "x", parent_id=None, round=0), 0.99, 10)
+        pm.record_evaluation(pm.add_prompt("r1", "v0", "x", parent_id=None, round=0), "val", 0.99, 10)
         pm.start_run("r2", "apo", {})
         low = pm.add_prompt("r2", "v0", "y", parent_id=None, round=0)
-        pm.record_score(low, 0.1, 10)
+        pm.record_evaluation(low, "val", 0.1, 10)
         pm.start_run("r3", "apo", {})  # started last but nothing scored yet
         assert pm.best() == pm.get(low)
 
@@ -328,20 +325,6 @@ def test_list_filters_and_orders_by_id(pm: PromptDB) -> None:
     assert pm.list("missing") == []
 
 
-def test_find_by_template_normalises_whitespace(pm: PromptDB) -> None:
-    pm.start_run("other", "apo", {})
-    pm.add_prompt("other", "v0", "Think step by step.", parent_id=None, round=0)
-    first = pm.add_prompt(RUN, "v0", "Think  step\nby step.\n", parent_id=None, round=0)
-    pm.add_prompt(RUN, "v1", "Think step by step.", parent_id=first, round=1)
-
-    found = pm.find_by_template(RUN, "  Think step by\t\tstep. ")
-    assert found is not None
-    assert found.id == first  # lowest id among duplicates
-    assert pm.find_by_template(RUN, "think step by step.") is None  # case matters
-    assert pm.find_by_template(RUN, "Think step by step") is None
-    assert pm.find_by_template("nope", "Think step by step.") is None
-
-
 def test_concurrent_threads_share_one_manager(pm: PromptDB) -> None:
     errors: list[BaseException] = []
 
@@ -349,7 +332,7 @@ def test_concurrent_threads_share_one_manager(pm: PromptDB) -> None:
         try:
             for i in range(25):
                 pid = pm.add_prompt(RUN, f"t{t}-{i}", f"text {t} {i}", parent_id=None, round=1)
-                pm.record_score(pid, i / 25, 4)
+                pm.record_evaluation(pid, "val", i / 25, 4)
                 pm.best(RUN)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -373,11 +356,11 @@ def test_export_best_files_agree_with_db(pm: PromptDB, tmp_path: Path) -> None:
     seed = pm.add_prompt(RUN, "v0", "seed", parent_id=None, round=0)
     template = "You are a careful mathematician.\r\n  Show your work.\n\nÄnswer: ∎"
     best_id = pm.add_prompt(RUN, "v4", template, parent_id=seed, round=1)
-    pm.record_score(best_id, 0.8, 40)
+    pm.record_evaluation(best_id, "val", 0.8, 40)
     pm.mark_best(RUN, best_id)
     out = tmp_path / "export"
 
-    exported = pm.export_best(RUN, out, extra={"total_rollouts": 321})
+    exported = pm.export_best(RUN, out)
 
     record = pm.get(best_id)
     assert exported == record
@@ -396,16 +379,7 @@ def test_export_best_files_agree_with_db(pm: PromptDB, tmp_path: Path) -> None:
     assert meta["exported_at"] >= record.created_at
     assert meta["lineage_ids"] == [seed, best_id]
     assert meta["template_sha256"] == hashlib.sha256(template.encode("utf-8")).hexdigest()
-    assert meta["total_rollouts"] == 321
     assert sorted(p.name for p in out.iterdir()) == ["best_prompt.json", "best_prompt.txt"]
-
-
-def test_export_best_rejects_clashing_extra_without_writing(pm: PromptDB, tmp_path: Path) -> None:
-    pid = pm.add_prompt(RUN, "v0", "x", parent_id=None, round=0)
-    pm.record_score(pid, 0.5, 10)
-    with pytest.raises(ValueError, match="val_score"):
-        pm.export_best(RUN, tmp_path / "o", extra={"val_score": 1.0})
-    assert not (tmp_path / "o" / "best_prompt.txt").exists()
 
 
 def test_export_best_without_any_best(pm: PromptDB, tmp_path: Path) -> None:
@@ -419,13 +393,13 @@ def test_crash_during_export_keeps_old_files_and_no_temp_litter(
 ) -> None:
     out = tmp_path / "export"
     old = pm.add_prompt(RUN, "v0", "old best", parent_id=None, round=0)
-    pm.record_score(old, 0.5, 10)
+    pm.record_evaluation(old, "val", 0.5, 10)
     pm.export_best(RUN, out)
     old_txt = (out / "best_prompt.txt").read_bytes()
     old_json = (out / "best_prompt.json").read_bytes()
 
     new = pm.add_prompt(RUN, "v1", "new best", parent_id=old, round=1)
-    pm.record_score(new, 0.9, 10)
+    pm.record_evaluation(new, "val", 0.9, 10)
     pm.mark_best(RUN, new)
 
     def crash(src: object, dst: object) -> None:
@@ -474,7 +448,7 @@ _WRITER = textwrap.dedent(
     i = 0
     while True:
         pid = pm.add_prompt("crash", f"v{i}", f"template {i}", parent_id=parent, round=i)
-        pm.record_score(pid, i / 1000, i + 1)
+        pm.record_evaluation(pid, "val", i / 1000, i + 1)
         if i % 3 == 0:
             pm.mark_best("crash", pid)
         print(pid, i, flush=True)  # only after the writes have committed
@@ -552,7 +526,7 @@ _DIE_MID_TRANSACTION = textwrap.dedent(
             os._exit(17)  # die after the INSERT, before the UPDATE and COMMIT
 
     pm._conn.set_trace_callback(trace)
-    pm.record_score(int(sys.argv[2]), 0.75, 20)
+    pm.record_evaluation(int(sys.argv[2]), "val", 0.75, 20)
     print("not reached", flush=True)
     """
 )
@@ -562,7 +536,7 @@ def test_process_exit_mid_transaction_rolls_back_the_whole_write(db_path: Path) 
     with PromptDB(db_path) as pm:
         pm.start_run(RUN, "apo", {})
         pid = pm.add_prompt(RUN, "v0", "p", parent_id=None, round=0)
-        pm.record_score(pid, 0.25, 10)
+        pm.record_evaluation(pid, "val", 0.25, 10)
 
     result = subprocess.run(
         [sys.executable, "-c", _DIE_MID_TRANSACTION, str(db_path), str(pid)],

@@ -28,30 +28,30 @@ def build_db(out: Path) -> PromptDB:
     pm = PromptDB(out / "prompts.db")
     pm.start_run(RUN, "apo", {"beam_width": 2, "output_dir": out})
     seed = pm.add_prompt(RUN, "v0", "You solve math word problems.", parent_id=None, round=0)
-    pm.record_score(seed, 0.25, 16)
+    pm.record_evaluation(seed, "val", 0.25, 16)
     # round 1: one candidate scored on a mini-batch then rescored on full val; one rejected
     v1 = pm.add_prompt(RUN, "v1", "Compute carefully. The answer is <number>.", parent_id=seed, round=1)
-    pm.record_score(v1, 0.5, 4)
-    pm.record_score(v1, 0.4375, 16)  # the full-val score is the one that counts
+    pm.record_evaluation(v1, "val", 0.5, 4)
+    pm.record_evaluation(v1, "val", 0.4375, 16)  # the full-val score is the one that counts
     v2 = pm.add_prompt(RUN, "v2", "You  solve math word problems.", parent_id=seed, round=1)
     pm.reject(v2, "duplicate")
     # round 2: a better one, a worse one, and one never scored (the run stopped)
     v3 = pm.add_prompt(RUN, "v3", "Write one expression, then its value.", parent_id=v1, round=2)
-    pm.record_score(v3, 0.375, 4)
+    pm.record_evaluation(v3, "val", 0.375, 4)
     v4 = pm.add_prompt(RUN, "v4", "Write one expression. End with: The answer is <number>.", parent_id=v1, round=2)
-    pm.record_score(v4, 0.75, 16)
+    pm.record_evaluation(v4, "val", 0.75, 16)
     pm.add_prompt(RUN, "v5", "Unscored.", parent_id=v1, round=2)
     # round 3: nothing beats round 2
     v6 = pm.add_prompt(RUN, "v6", "Be brief.", parent_id=v4, round=3)
-    pm.record_score(v6, 0.5, 4)
+    pm.record_evaluation(v6, "val", 0.5, 4)
     pm.mark_best(RUN, v4)
     pm.finish_run(RUN, "completed")
     # another run in the same DB must not leak into RUN's curve
     pm.start_run(OTHER_RUN, "apo", {})
     other_seed = pm.add_prompt(OTHER_RUN, "v0", "Other seed.", parent_id=None, round=0)
-    pm.record_score(other_seed, 1.0, 16)
+    pm.record_evaluation(other_seed, "val", 1.0, 16)
     other = pm.add_prompt(OTHER_RUN, "v1", "Other child.", parent_id=other_seed, round=1)
-    pm.record_score(other, 0.9, 16)
+    pm.record_evaluation(other, "val", 0.9, 16)
     return pm
 
 
@@ -87,7 +87,7 @@ def test_rejected_only_round_counts_zero(tmp_path: Path) -> None:
     with PromptDB(tmp_path / "prompts.db") as pm:
         pm.start_run(RUN, "apo", {})
         seed = pm.add_prompt(RUN, "v0", "Seed.", parent_id=None, round=0)
-        pm.record_score(seed, 0.5, 8)
+        pm.record_evaluation(seed, "val", 0.5, 8)
         pm.add_prompt(RUN, "v1", "", parent_id=seed, round=1, status="rejected", reject_reason="empty")
         points = curve_points(pm.list(RUN))
     assert points["scores"] == [[0.5], [0.0]]
@@ -181,7 +181,7 @@ def _score_or_reject(pm: PromptDB, prompt_id: int, score: float | None) -> None:
     if score is None:
         pm.reject(prompt_id, "duplicate")
     else:
-        pm.record_score(prompt_id, score, 16)
+        pm.record_evaluation(prompt_id, "val", score, 16)
 
 
 def build_crowded_db(path: Path) -> PromptDB:
@@ -189,7 +189,7 @@ def build_crowded_db(path: Path) -> PromptDB:
     pm = PromptDB(path)
     pm.start_run(RUN, "apo", {})
     seed = pm.add_prompt(RUN, "v0", "Seed.", parent_id=None, round=0)
-    pm.record_score(seed, 0.5, 16)
+    pm.record_evaluation(seed, "val", 0.5, 16)
     for label, score in [("v1", 0.5), ("v2", 0.5), ("v3", 0.25), ("v4", None)]:  # two ties, equal to the seed
         rid = pm.add_prompt(RUN, label, f"Round 1 {label}.", parent_id=seed, round=1)
         _score_or_reject(pm, rid, score)

@@ -36,7 +36,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.pipeline import StoreServer, agl_store, store_client
+from tests.support.net import http_get
+from tests.support.pipeline import StoreServer, agl_store
+from tests.support.store import store_client
 from trainer.serving.store_dashboard import ReadOnlyProxy
 
 pytestmark = pytest.mark.browser
@@ -60,25 +62,6 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--window-size=2560,1440",  # the table drops its last columns (worker, heartbeat...) when narrower
 )
-
-
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never via a proxy
-
-
-def http_get(url: str) -> bytes:
-    with OPENER.open(url, timeout=10) as resp:
-        body: bytes = resp.read()
-        return body
-
-
-def require_chromium() -> str:
-    """Chromium's path; skip (locally) or fail (when CI is set) without it."""
-    path = shutil.which("chromium")
-    if path is not None:
-        return path
-    if os.environ.get("CI"):
-        pytest.fail("Debian's chromium is missing: `apt-get install chromium` (.ci/run does)", pytrace=False)
-    pytest.skip("needs Debian's chromium: apt-get install -y --no-install-recommends chromium")
 
 
 @dataclass(frozen=True)
@@ -138,7 +121,9 @@ async def _fill(store_url: str) -> list[Expected]:
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    return require_chromium()
+    path = shutil.which("chromium")
+    assert path is not None  # the `browser` marker's requirement
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Real telemetry pipeline processes for tests and benchmarks: Agent Lightning store, Jaeger, collector.
 
-Everything runs as a real process on free loopback ports (``trainer.llm.free_port``) and is stopped
+Everything runs as a real process on free loopback ports (``tests.support.net.free_port``) and is stopped
 when its context manager exits, failure or not:
 
     with agl_store() as store, jaeger() as jg, collector(store.url, jg.otlp_grpc) as col:
@@ -23,9 +23,7 @@ Helpers read what arrived where: ``store_spans`` / ``store_statistics`` (Agent L
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -35,9 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +52,23 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from tests.support import REPO
-from trainer.serving.probes import free_port
+from tests.support.env import clean_env
 
-REPO = REPO
+# Transitional re-exports (redundant aliases mark them as such): their home is the module named.
+from tests.support.jaeger import jaeger_parent as jaeger_parent
+from tests.support.jaeger import jaeger_services as jaeger_services
+from tests.support.jaeger import jaeger_spans as jaeger_spans
+from tests.support.jaeger import jaeger_tag as jaeger_tag
+from tests.support.jaeger import jaeger_traces as jaeger_traces
+from tests.support.net import free_port, http_get, http_ok
+from tests.support.requirements import problem, require
+from tests.support.store import RolloutRef
+from tests.support.store import enqueue_rollouts as enqueue_rollouts
+from tests.support.store import store_client as store_client
+from tests.support.store import store_spans as store_spans
+from tests.support.store import store_statistics as store_statistics
+from tests.support.waiting import wait_until as wait_until
+
 BIN_DIR = REPO / ".cache" / "bin"
 OTELCOL_BIN = BIN_DIR / "otelcol"
 JAEGER_BIN = BIN_DIR / "jaeger"
@@ -81,59 +90,8 @@ START_ATTEMPTS = 3
 # --------------------------------------------------------------------------- binaries
 
 
-def missing_binaries() -> list[Path]:
-    return [p for p in (OTELCOL_BIN, JAEGER_BIN) if not (p.is_file() and os.access(p, os.X_OK))]
-
-
 def require_binaries() -> None:
-    """Skip (locally) or fail (when CI is set) if the collector or Jaeger binary is missing."""
-    missing = missing_binaries()
-    if not missing:
-        return
-    names = ", ".join(str(p.relative_to(REPO)) for p in missing)
-    if os.environ.get("CI"):
-        pytest.fail(f"missing telemetry binaries ({names}): run `make binaries` before the tests", pytrace=False)
-    pytest.skip(f"missing telemetry binaries ({names}); run `make binaries` to build them")
-
-
-# --------------------------------------------------------------------------- HTTP
-
-
-def http_get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        body: bytes = resp.read()
-        return body
-
-
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.25, what: str = "condition") -> None:
-    """Poll ``predicate`` until it is true; bounded by ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what}: not true after {timeout:.1f} s")
-        time.sleep(interval)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    # No OTEL_* from the caller's environment: it would redirect or disable the processes' own SDKs.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    env["AGNO_TELEMETRY"] = "false"
-    env.update(extra)
-    return env
+    require("otelcol")
 
 
 class ManagedProcess:
@@ -254,7 +212,7 @@ class StoreServer(ManagedProcess):
         agl = str(AGL_BIN if AGL_BIN.exists() else REPO / ".venv" / "bin" / "agl")
         argv = [agl, "store", "--host", HOST, "--port", str(self.port), "--tracker", "prometheus"]
         argv += ["--log-level", "WARNING"]
-        super().__init__("agl store", argv, _child_env({}), log_dir / "store.log", self.health_url, STORE_START_TIMEOUT)
+        super().__init__("agl store", argv, clean_env(), log_dir / "store.log", self.health_url, STORE_START_TIMEOUT)
 
 
 class JaegerServer(ManagedProcess):
@@ -275,8 +233,8 @@ class JaegerServer(ManagedProcess):
         self.query_grpc = f"{HOST}:{self.ports['query_grpc']}"
         self.metrics_url = f"http://{HOST}:{self.ports['metrics']}/metrics"
         self.health_url = f"http://{HOST}:{self.ports['health']}/status"
-        env = _child_env(
-            {
+        env = clean_env(
+            **{
                 "JAEGER_OTLP_GRPC_PORT": str(self.ports["otlp_grpc"]),
                 "JAEGER_OTLP_HTTP_PORT": str(self.ports["otlp_http"]),
                 "JAEGER_QUERY_HTTP_PORT": str(self.ports["query_http"]),
@@ -318,8 +276,8 @@ class CollectorServer(ManagedProcess):
         self.telemetry_url = f"http://{HOST}:{self.ports['telemetry']}/metrics"
         self.health_url = f"http://{HOST}:{self.ports['health']}/"
         self.restarts = 0
-        env = _child_env(
-            {
+        env = clean_env(
+            **{
                 "OTLP_GRPC_ENDPOINT": self.otlp_grpc,
                 "OTLP_HTTP_ENDPOINT": f"{HOST}:{self.ports['otlp_http']}",
                 "AGL_STORE_ENDPOINT": store_url,
@@ -630,108 +588,6 @@ def collector_counters(telemetry_url: str) -> CollectorCounters:
     return counters
 
 
-# --------------------------------------------------------------------------- Jaeger query API
-
-
-def jaeger_services(query_url: str) -> list[str]:
-    data = json.loads(http_get(f"{query_url}/api/services"))
-    return list(data.get("data") or [])
-
-
-def jaeger_traces(
-    query_url: str, service: str, tags: dict[str, str] | None = None, limit: int = 100_000
-) -> list[dict[str, Any]]:
-    """Traces of ``service`` (optionally having a span with all ``tags``) from the Jaeger query API."""
-    params: dict[str, str] = {"service": service, "limit": str(limit)}
-    if tags:
-        params["tags"] = json.dumps(tags)
-    data = json.loads(http_get(f"{query_url}/api/traces?{urllib.parse.urlencode(params)}", timeout=30))
-    if data.get("errors"):
-        raise RuntimeError(f"jaeger query errors: {data['errors']}")
-    return list(data.get("data") or [])
-
-
-def jaeger_spans(query_url: str, service: str, tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every span of the matching traces (Jaeger JSON: spanID, operationName, references, tags...)."""
-    return [span for trace in jaeger_traces(query_url, service, tags) for span in trace.get("spans", [])]
-
-
-def jaeger_parent(span: dict[str, Any]) -> str | None:
-    for ref in span.get("references") or []:
-        if ref.get("refType") == "CHILD_OF":
-            return str(ref.get("spanID"))
-    return None
-
-
-def jaeger_tag(span: dict[str, Any], key: str) -> Any:
-    for tag in span.get("tags") or []:
-        if tag.get("key") == key:
-            return tag.get("value")
-    return None
-
-
-# --------------------------------------------------------------------------- Agent Lightning store
-
-
-@dataclass(frozen=True)
-class RolloutRef:
-    rollout_id: str
-    attempt_id: str
-
-
-def store_client(store_url: str) -> Any:
-    import agentlightning as agl  # heavy (~5 s): imported only when a test needs the store client
-
-    return agl.LightningStoreClient(store_url, retry_delays=(0.5, 1.0), request_timeout=30.0)
-
-
-async def aenqueue_rollouts(store_url: str, n: int, mode: str = "train") -> list[RolloutRef]:
-    """Create ``n`` rollouts, each with a running attempt, so the store accepts spans naming them.
-
-    ``start_rollout`` rather than ``enqueue_rollout``: the store checks that a span's attempt exists,
-    and an enqueued rollout has no attempt until a runner dequeues it.
-    """
-    client = store_client(store_url)
-    try:
-        refs = []
-        for i in range(n):
-            rollout = await client.start_rollout(input={"pipeline_test": i}, mode=mode)
-            refs.append(RolloutRef(rollout.rollout_id, rollout.attempt.attempt_id))
-        return refs
-    finally:
-        await client.close()
-
-
-def enqueue_rollouts(store_url: str, n: int, mode: str = "train") -> list[RolloutRef]:
-    return asyncio.run(aenqueue_rollouts(store_url, n, mode))
-
-
-async def astore_spans(store_url: str, rollout_id: str) -> list[Any]:
-    client = store_client(store_url)
-    try:
-        return list(await client.query_spans(rollout_id))
-    finally:
-        await client.close()
-
-
-def store_spans(store_url: str, rollout_id: str) -> list[Any]:
-    """The store's spans of one rollout (``agentlightning.Span``: span_id, parent_id, trace_id, name...)."""
-    return asyncio.run(astore_spans(store_url, rollout_id))
-
-
-async def astore_statistics(store_url: str) -> dict[str, Any]:
-    client = store_client(store_url)
-    try:
-        return dict(await client.statistics())
-    finally:
-        await client.close()
-
-
-def store_statistics(store_url: str) -> dict[str, Any]:
-    """``total_spans``, ``total_rollouts``... of the whole store."""
-    return asyncio.run(astore_statistics(store_url))
-
-
 # --------------------------------------------------------------------------- sending spans
 
 
@@ -918,3 +774,8 @@ def send_spans(
             f"sent={len(sent)}"
         )
     return sent
+
+
+def missing_binaries() -> bool:
+    """True when the collector or Jaeger binary is not built (benchmarks skip their pipeline part)."""
+    return problem("otelcol") is not None

@@ -33,11 +33,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from tests.support.pipeline import HOST, REPO, ManagedProcess, wait_until
-from trainer.serving.probes import free_port
+from tests.support import REPO
+from tests.support.net import free_port
+from tests.support.pipeline import HOST, ManagedProcess
+from tests.support.requirements import require
+from tests.support.waiting import wait_until
 
 PROMETHEUS_BIN = Path(os.environ.get("PROMETHEUS_BIN", "/usr/bin/prometheus"))
 PROMTOOL_BIN = Path(os.environ.get("PROMTOOL_BIN", "/usr/bin/promtool"))
@@ -54,19 +56,8 @@ class PromQLError(RuntimeError):
     """Prometheus refused an expression (bad syntax, bad function...); the message is its error text."""
 
 
-def missing_prometheus() -> list[Path]:
-    return [p for p in (PROMETHEUS_BIN, PROMTOOL_BIN) if not (p.is_file() and os.access(p, os.X_OK))]
-
-
 def require_prometheus() -> None:
-    """Skip (locally) or fail (when CI is set) if Prometheus or promtool is missing."""
-    missing = missing_prometheus()
-    if not missing:
-        return
-    names = ", ".join(str(p) for p in missing)
-    if os.environ.get("CI"):
-        pytest.fail(f"missing {names}: run `{INSTALL_HINT}` before the tests", pytrace=False)
-    pytest.skip(f"missing {names}; install Debian's Prometheus with `{INSTALL_HINT}`")
+    require("prometheus")
 
 
 def render_config(

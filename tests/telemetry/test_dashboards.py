@@ -45,7 +45,6 @@ from tests.support.pipeline import (
     SpanSender,
     http_get,
     pipeline,
-    require_binaries,
     store_client,
 )
 from tests.support.prometheus import (
@@ -55,7 +54,6 @@ from tests.support.prometheus import (
     hostport,
     prometheus,
     render_config,
-    require_prometheus,
 )
 from trainer.telemetry import metric_contract as mc
 
@@ -386,8 +384,6 @@ class Observed:
 @pytest.fixture(scope="module")
 def observed() -> Iterator[Observed]:
     """Real store + Jaeger + collector + spec trainer, a real Prometheus scraping them all, traffic flowing."""
-    require_prometheus()
-    require_binaries()
     with contextlib.ExitStack() as stack:
         services = stack.enter_context(pipeline())
         trainer = SpecTrainer()
@@ -433,8 +429,8 @@ def _wait_all_have_data(prom: PrometheusServer, exprs: dict[str, str], timeout: 
 # --------------------------------------------------------------------------- config files
 
 
+@pytest.mark.prometheus
 def test_promtool_accepts_the_prometheus_config() -> None:
-    require_prometheus()
     proc = subprocess.run(
         [str(PROMTOOL_BIN), "check", "config", str(PROMETHEUS_CONFIG)],
         capture_output=True,
@@ -559,6 +555,8 @@ def test_variables_are_only_used_in_regex_matchers() -> None:
 # --------------------------------------------------------------------------- against Prometheus
 
 
+@pytest.mark.otelcol
+@pytest.mark.prometheus
 def test_every_dashboard_expression_is_valid(observed: Observed) -> None:
     queries = prom_queries()
     assert len(queries) > 50
@@ -571,6 +569,8 @@ def test_every_dashboard_expression_is_valid(observed: Observed) -> None:
     assert not errors, "\n".join(errors)
 
 
+@pytest.mark.otelcol
+@pytest.mark.prometheus
 def test_every_agent_span_and_pipeline_panel_returns_data(observed: Observed) -> None:
     exprs = {f"{q.dashboard} / {q.panel} {q.ref_id}": q.promql() for q in prom_queries(DATA_DASHBOARDS)}
     missing = _wait_all_have_data(observed.prom, exprs, DATA_TIMEOUT)
@@ -589,6 +589,8 @@ def _jaeger_find(query_url: str, params: dict[str, str], timeout: float = 60.0) 
         time.sleep(1.0)
 
 
+@pytest.mark.otelcol
+@pytest.mark.prometheus
 def test_jaeger_panels_find_traces(observed: Observed) -> None:
     boards = load_dashboards()
     checked = 0
@@ -612,6 +614,8 @@ def test_jaeger_panels_find_traces(observed: Observed) -> None:
     assert checked >= 2
 
 
+@pytest.mark.otelcol
+@pytest.mark.prometheus
 def test_jaeger_links_find_traces(observed: Observed) -> None:
     """Every link to the Jaeger UI's search, run as the same search on the real Jaeger's API."""
     field_labels = {"__field.labels.service_name": SERVICE, "__field.labels.span_name": "math_solver.arun"}
@@ -634,6 +638,8 @@ def test_jaeger_links_find_traces(observed: Observed) -> None:
         assert _jaeger_find(observed.services.jaeger_query_url, query), f"{label}: no traces for {query}"
 
 
+@pytest.mark.otelcol
+@pytest.mark.prometheus
 def test_training_dashboard_expressions_against_the_metric_contract(observed: Observed) -> None:
     rows = training_panel_exprs()
     assert rows and {r[0] for r in rows} == {"APO training"}

@@ -25,9 +25,6 @@ from trainer.task import Problem, Task
 Status = Literal["ok", "llm_error", "timeout", "bad_template"]
 
 
-STATUSES: tuple[Status, ...] = ("ok", "llm_error", "timeout", "bad_template")
-
-
 @dataclass
 class RolloutOutcome:
     """What one rollout did; one JSON line per rollout in the run's ledger."""

@@ -42,9 +42,6 @@ class Ledger:
         finally:
             os.close(fd)
 
-    def tail(self) -> LedgerTail:
-        return LedgerTail(self.path)
-
     def read(self) -> list[RolloutOutcome]:
         if not self.path.exists():
             return []

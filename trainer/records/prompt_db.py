@@ -1,261 +1,59 @@
-"""Durable store for every prompt version an APO training run produces.
+"""The prompt DB: every prompt version an APO training run produces, in one SQLite file.
 
-APO (Agent Lightning's automatic prompt optimisation) rewrites the math agent's
-system prompt round after round. Each version, its ancestry, why it was thrown
-away and how it scored is kept in one SQLite file in the run's output dir, so a
-run killed halfway can still be inspected and its best prompt recovered.
+APO rewrites the agent's system prompt round after round. Each version, its ancestry, why it was
+thrown away and how it scored is kept in the run's output dir, so a run killed halfway can still be
+inspected and its best prompt recovered. Its tables are :mod:`trainer.records.schema`.
 
-Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`, ``PRAGMA
-application_id`` = :data:`APPLICATION_ID`)::
-
-    runs
-        run_id       TEXT PRIMARY KEY
-        started_at   TEXT NOT NULL      ISO-8601 UTC
-        finished_at  TEXT               NULL while the run is going (or died)
-        algorithm    TEXT NOT NULL      e.g. "apo"
-        config_json  TEXT NOT NULL      the run's config, JSON
-        status       TEXT NOT NULL      "running", then e.g. "completed" / "failed" / "interrupted"
-
-    prompts
-        id            INTEGER PRIMARY KEY AUTOINCREMENT   global id, never reused
-        run_id        TEXT NOT NULL -> runs.run_id
-        label         TEXT NOT NULL      APO's version label ("v0", "v3"); UNIQUE (run_id, label)
-        template      TEXT NOT NULL      the prompt text, verbatim
-        parent_id     INTEGER            -> prompts.id; NULL for seeds
-        round         INTEGER NOT NULL   0 = seed
-        status        TEXT NOT NULL      "candidate" | "scored" | "rejected"
-        reject_reason TEXT               e.g. "empty", "duplicate of #3"; set iff rejected
-        val_score     REAL               best-supported "val" evaluation; 0.0 if rejected
-        val_n         INTEGER            number of val tasks val_score is over
-        created_at    TEXT NOT NULL      ISO-8601 UTC
-        updated_at    TEXT NOT NULL      ISO-8601 UTC
-        is_best       INTEGER NOT NULL   0/1; partial unique index => at most one per run
-
-    evaluations
-        id          INTEGER PRIMARY KEY AUTOINCREMENT
-        prompt_id   INTEGER NOT NULL -> prompts.id
-        split       TEXT NOT NULL        "val" feeds prompts.val_score; other splits are only kept
-        score       REAL NOT NULL
-        n           INTEGER NOT NULL     number of tasks the score is over (>= 1)
-        created_at  TEXT NOT NULL        ISO-8601 UTC
-
-Invariants enforced by CHECK constraints: a candidate has no val score, a
-scored prompt has one, a rejected prompt has a reason, ``val_score = 0.0``,
-``val_n IS NULL`` and is never the best.
-
-Durability: WAL journal, ``synchronous=FULL`` and one ``BEGIN IMMEDIATE``
-transaction per public write, so a process killed at any instant leaves either
-the whole write or none of it. Best-prompt files are written with
-:func:`atomic_write_text`.
+Durability: WAL journal, ``synchronous=FULL`` and one ``BEGIN IMMEDIATE`` transaction per public
+write, so a process killed at any instant leaves either the whole write or none of it. Best-prompt
+files are written with :func:`trainer.records.files.atomic_write_text`.
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import hashlib
 import json
 import logging
 import math
-import os
 import sqlite3
-import tempfile
-import threading
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Literal, Self, cast
+from typing import Any, Final, cast
 
-__all__ = [
-    "APPLICATION_ID",
-    "SCHEMA_VERSION",
-    "EvaluationRecord",
-    "PromptDB",
-    "PromptDBError",
-    "PromptRecord",
-    "PromptStatus",
-    "RunRecord",
-    "atomic_write_text",
-    "normalize_whitespace",
-]
+from trainer.records.files import atomic_write_text
+from trainer.records.schema import (
+    APPLICATION_ID,
+    PROMPT_COLUMNS,
+    RUN_COLUMNS,
+    RUN_RECENCY,
+    SCHEMA,
+    SCHEMA_VERSION,
+    EvaluationRecord,
+    PromptRecord,
+    PromptStatus,
+    RunRecord,
+    prompt_from_row,
+    run_from_row,
+)
+from trainer.records.sqlite_file import DBError, DurableDB
+
+__all__ = ["BEST_JSON", "BEST_TXT", "VAL_SPLIT", "PromptDB", "PromptDBError", "PromptRecord", "RunRecord"]
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION: Final = 1
-# "APO1": lets us tell our own file apart from some other SQLite database that
-# happens to sit at the same path (both would otherwise have user_version 0).
-APPLICATION_ID: Final = 0x41504F31
 
 VAL_SPLIT: Final = "val"
 BEST_TXT: Final = "best_prompt.txt"
 BEST_JSON: Final = "best_prompt.json"
 
-PromptStatus = Literal["candidate", "scored", "rejected"]
 
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
-# A generous busy timeout: a second process (e.g. a CLI listing prompts) may
-# briefly hold the write lock while a checkpoint runs.
-_BUSY_TIMEOUT_S: Final = 30.0
-
-_SCHEMA: Final = f"""
-CREATE TABLE runs (
-    run_id      TEXT PRIMARY KEY NOT NULL,
-    started_at  TEXT NOT NULL,
-    finished_at TEXT,
-    algorithm   TEXT NOT NULL,
-    config_json TEXT NOT NULL,
-    status      TEXT NOT NULL
-);
-
-CREATE TABLE prompts (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id        TEXT NOT NULL REFERENCES runs(run_id),
-    label         TEXT NOT NULL,
-    template      TEXT NOT NULL,
-    parent_id     INTEGER REFERENCES prompts(id),
-    round         INTEGER NOT NULL CHECK (round >= 0),
-    status        TEXT NOT NULL CHECK (status IN ('candidate', 'scored', 'rejected')),
-    reject_reason TEXT,
-    val_score     REAL,
-    val_n         INTEGER CHECK (val_n IS NULL OR val_n >= 1),
-    created_at    TEXT NOT NULL,
-    updated_at    TEXT NOT NULL,
-    is_best       INTEGER NOT NULL DEFAULT 0 CHECK (is_best IN (0, 1)),
-    UNIQUE (run_id, label),
-    CHECK (status <> 'candidate'
-           OR (val_score IS NULL AND val_n IS NULL AND reject_reason IS NULL)),
-    CHECK (status <> 'scored'
-           OR (val_score IS NOT NULL AND val_n IS NOT NULL AND reject_reason IS NULL)),
-    CHECK (status <> 'rejected'
-           OR (reject_reason IS NOT NULL AND val_score = 0.0 AND val_n IS NULL AND is_best = 0))
-);
-
-CREATE UNIQUE INDEX prompts_one_best_per_run ON prompts(run_id) WHERE is_best = 1;
-CREATE INDEX prompts_parent ON prompts(parent_id);
-
-CREATE TABLE evaluations (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    prompt_id  INTEGER NOT NULL REFERENCES prompts(id),
-    split      TEXT NOT NULL,
-    score      REAL NOT NULL,
-    n          INTEGER NOT NULL CHECK (n >= 1),
-    created_at TEXT NOT NULL
-);
-
-CREATE INDEX evaluations_prompt ON evaluations(prompt_id, split);
-
-PRAGMA application_id = {APPLICATION_ID};
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
-
-_PROMPT_COLUMNS: Final = (
-    "id, run_id, label, template, parent_id, round, status, reject_reason, "
-    "val_score, val_n, created_at, updated_at, is_best"
-)
-_RUN_COLUMNS: Final = "run_id, started_at, finished_at, algorithm, config_json, status"
-# Ties between runs started in the same microsecond fall back to insertion order.
-_RUN_RECENCY: Final = "r.started_at DESC, r.rowid DESC"
-
-
-class PromptDBError(Exception):
+class PromptDBError(DBError):
     """The prompt store cannot be opened, or a lookup/update refers to nothing."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    run_id: str
-    started_at: str
-    finished_at: str | None
-    algorithm: str
-    config_json: str
-    status: str
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return cast(dict[str, Any], json.loads(self.config_json))
-
-
-@dataclass(frozen=True, slots=True)
-class PromptRecord:
-    id: int
-    run_id: str
-    label: str
-    template: str
-    parent_id: int | None
-    round: int
-    status: PromptStatus
-    reject_reason: str | None
-    val_score: float | None
-    val_n: int | None
-    created_at: str
-    updated_at: str
-    is_best: bool
-
-
-@dataclass(frozen=True, slots=True)
-class EvaluationRecord:
-    id: int
-    prompt_id: int
-    split: str
-    score: float
-    n: int
-    created_at: str
-
-
-def normalize_whitespace(text: str) -> str:
-    """Collapse every whitespace run to one space and trim, for duplicate detection."""
-    return " ".join(text.split())
 
 
 def _utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Without this the rename itself may not survive a power loss, even though
-    # the file contents were fsynced. Directories cannot be opened on Windows.
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (UTF-8, written verbatim) so readers and
-    crashes only ever see the old or the new content, never a mix.
-
-    The parent directory must exist. The file keeps the permissions of the file
-    it replaces, or gets 0o644 if new (``mkstemp`` would otherwise leave 0o600).
-    """
-    path = Path(path)
-    directory = path.parent
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    # Same directory as the target, so os.replace is a rename within one
-    # filesystem (atomic) rather than a copy.
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        # newline="" so the text lands byte-for-byte as given, on every OS.
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        # BaseException too: a KeyboardInterrupt mid-write must not leave litter.
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(directory)
 
 
 def _check_finite(score: float) -> float:
@@ -265,207 +63,27 @@ def _check_finite(score: float) -> float:
     return value
 
 
-class PromptDB:
-    """All prompt versions of all runs in one SQLite file.
+class PromptDB(DurableDB):
+    """All prompt versions of all runs in one SQLite file (thread-safe)."""
 
-    Thread-safe: one connection shared behind a re-entrant lock, so APO's
-    asyncio loop and a progress/metrics thread can use the same instance.
-    """
-
-    def __init__(self, db_path: Path) -> None:
-        self._path = Path(db_path)
-        self._lock = threading.RLock()
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._reject_foreign_file()
-        try:
-            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so each
-            # write takes the write lock up front and reads inside it are
-            # consistent with what it then writes.
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
-                self._path,
-                timeout=_BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise PromptDBError(f"cannot open prompt store {self._path}: {exc}") from exc
-        try:
-            self._conn.row_factory = sqlite3.Row
-            self._initialise()
-        except BaseException:
-            self._conn.close()
-            self._conn = None
-            raise
-
-    # -- lifecycle ---------------------------------------------------------
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _reject_foreign_file(self) -> None:
-        # Checked before SQLite touches the file: we must never turn somebody's
-        # file into a database (or leave -wal/-shm files next to it).
-        if not self._path.exists():
-            return
-        if not self._path.is_file():
-            raise PromptDBError(f"prompt store path {self._path} exists and is not a regular file")
-        with self._path.open("rb") as fh:
-            header = fh.read(len(_SQLITE_MAGIC))
-        # An empty file is what sqlite3 itself creates before the first write.
-        if header and header != _SQLITE_MAGIC:
-            raise PromptDBError(f"{self._path} is not an SQLite database (refusing to use it)")
-
-    def _initialise(self) -> None:
-        conn = self._db()
-        try:
-            # Read before any pragma that writes, so a foreign/corrupt file is
-            # reported without being modified.
-            is_new = self._check_identity(conn)
-
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = FULL")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                # Some network filesystems refuse WAL. Rollback journal plus
-                # synchronous=FULL is still crash safe, only slower for readers.
-                logger.warning("prompt store %s: WAL not available, journal_mode=%s", self._path, mode)
-
-            if is_new:
-                with self._transaction():
-                    # Re-check under the write lock: another process may have
-                    # created the schema since we looked.
-                    if self._check_identity(conn):
-                        # Statement by statement: executescript() would commit
-                        # our transaction first, and a crash mid-way must not
-                        # leave half a schema behind.
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
-        except sqlite3.Error as exc:
-            raise PromptDBError(f"cannot open prompt store {self._path}: {exc}") from exc
-
-    def _check_identity(self, conn: sqlite3.Connection) -> bool:
-        """True for an empty database; raise unless it is a current prompt store."""
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        has_tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] > 0
-        if version == 0 and app_id == 0 and not has_tables:
-            return True
-        if app_id != APPLICATION_ID:
-            raise PromptDBError(
-                f"{self._path} is an SQLite database but not a prompt store "
-                f"(application_id={app_id:#x}, expected {APPLICATION_ID:#x})"
-            )
-        if version > SCHEMA_VERSION:
-            raise PromptDBError(
-                f"prompt store {self._path} has schema version {version}, newer than the "
-                f"supported {SCHEMA_VERSION}; upgrade the trainer to read it"
-            )
-        if version < SCHEMA_VERSION:
-            # Migrations from older versions go here once version 2 exists.
-            raise PromptDBError(
-                f"prompt store {self._path} has schema version {version}, no migration to {SCHEMA_VERSION} is available"
-            )
-        return False
-
-    # -- plumbing ----------------------------------------------------------
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise PromptDBError(f"prompt store {self._path} is closed")
-        return self._conn
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: everything inside commits together or not at all."""
-        with self._lock:
-            conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLite rolls back by itself on some errors (e.g. disk full);
-                # a second ROLLBACK would then mask the real exception.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
-        """Read-only transaction so multi-query reads see one consistent state
-        even while another process writes."""
-        with self._lock:
-            conn = self._db()
-            if conn.in_transaction:
-                # Nested inside a write (re-entrant use); already consistent.
-                yield conn
-                return
-            conn.execute("BEGIN DEFERRED")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
-
-    @staticmethod
-    def _prompt(row: sqlite3.Row) -> PromptRecord:
-        return PromptRecord(
-            id=row["id"],
-            run_id=row["run_id"],
-            label=row["label"],
-            template=row["template"],
-            parent_id=row["parent_id"],
-            round=row["round"],
-            status=row["status"],
-            reject_reason=row["reject_reason"],
-            val_score=row["val_score"],
-            val_n=row["val_n"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            is_best=bool(row["is_best"]),
-        )
-
-    @staticmethod
-    def _run(row: sqlite3.Row) -> RunRecord:
-        return RunRecord(
-            run_id=row["run_id"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            algorithm=row["algorithm"],
-            config_json=row["config_json"],
-            status=row["status"],
-        )
+    KIND = "prompt store"
+    APPLICATION_ID = APPLICATION_ID
+    SCHEMA_VERSION = SCHEMA_VERSION
+    SCHEMA = SCHEMA
+    Error = PromptDBError
 
     def _fetch_prompt(self, conn: sqlite3.Connection, prompt_id: int) -> PromptRecord:
-        row = conn.execute(f"SELECT {_PROMPT_COLUMNS} FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
+        row = conn.execute(f"SELECT {PROMPT_COLUMNS} FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
         if row is None:
             raise PromptDBError(f"no prompt with id #{prompt_id} in {self._path}")
-        return self._prompt(row)
+        return prompt_from_row(row)
 
     def _require_run(self, conn: sqlite3.Connection, run_id: str) -> None:
         if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
             raise PromptDBError(f"no run {run_id!r} in {self._path}")
 
     def _latest_run_id(self, conn: sqlite3.Connection) -> str:
-        row = conn.execute(f"SELECT run_id FROM runs r ORDER BY {_RUN_RECENCY} LIMIT 1").fetchone()
+        row = conn.execute(f"SELECT run_id FROM runs r ORDER BY {RUN_RECENCY} LIMIT 1").fetchone()
         if row is None:
             raise PromptDBError(f"no runs recorded in {self._path}")
         return cast(str, row["run_id"])
@@ -483,7 +101,7 @@ class PromptDB:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise PromptDBError(f"run {run_id!r} already exists in {self._path}")
             conn.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, NULL, ?, ?, 'running')",
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, NULL, ?, ?, 'running')",
                 (run_id, _utcnow(), algorithm, config_json),
             )
 
@@ -502,8 +120,8 @@ class PromptDB:
     def runs(self) -> builtins.list[RunRecord]:
         """All runs, oldest first."""
         with self._snapshot() as conn:
-            rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs r ORDER BY started_at, rowid").fetchall()
-        return [self._run(row) for row in rows]
+            rows = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs r ORDER BY started_at, rowid").fetchall()
+        return [run_from_row(row) for row in rows]
 
     # -- prompts: writes ---------------------------------------------------
 
@@ -591,10 +209,6 @@ class PromptDB:
         assert eval_id is not None
         return eval_id
 
-    def record_score(self, prompt_id: int, score: float, n: int) -> None:
-        """Record a validation score over ``n`` tasks (a "val" evaluation)."""
-        self.record_evaluation(prompt_id, VAL_SPLIT, score, n)
-
     def reject(self, prompt_id: int, reason: str) -> None:
         """Mark a prompt rejected; it then counts as score 0.0 and cannot be best."""
         if not reason:
@@ -648,23 +262,23 @@ class PromptDB:
             else:
                 run_id, label = self._latest_run_id(conn), text
             row = conn.execute(
-                f"SELECT {_PROMPT_COLUMNS} FROM prompts WHERE run_id = ? AND label = ?",
+                f"SELECT {PROMPT_COLUMNS} FROM prompts WHERE run_id = ? AND label = ?",
                 (run_id, label),
             ).fetchone()
             if row is None:
                 raise PromptDBError(f"no prompt labelled {label!r} in run {run_id!r} ({self._path})")
-            return self._prompt(row)
+            return prompt_from_row(row)
 
     def list(self, run_id: str | None = None) -> builtins.list[PromptRecord]:
         """Prompts of one run, or of all runs if ``run_id`` is None, ordered by id."""
         with self._snapshot() as conn:
             if run_id is None:
-                rows = conn.execute(f"SELECT {_PROMPT_COLUMNS} FROM prompts ORDER BY id").fetchall()
+                rows = conn.execute(f"SELECT {PROMPT_COLUMNS} FROM prompts ORDER BY id").fetchall()
             else:
                 rows = conn.execute(
-                    f"SELECT {_PROMPT_COLUMNS} FROM prompts WHERE run_id = ? ORDER BY id", (run_id,)
+                    f"SELECT {PROMPT_COLUMNS} FROM prompts WHERE run_id = ? ORDER BY id", (run_id,)
                 ).fetchall()
-        return [self._prompt(row) for row in rows]
+        return [prompt_from_row(row) for row in rows]
 
     def evaluations(self, prompt_id: int) -> builtins.list[EvaluationRecord]:
         """Every evaluation of a prompt, oldest first."""
@@ -690,28 +304,13 @@ class PromptDB:
                     FROM prompts p JOIN chain ON p.id = chain.pid
                     WHERE p.parent_id IS NOT NULL
                 )
-                SELECT {", ".join("p." + c.strip() for c in _PROMPT_COLUMNS.split(","))}
+                SELECT {", ".join("p." + c.strip() for c in PROMPT_COLUMNS.split(","))}
                 FROM chain JOIN prompts p ON p.id = chain.pid
                 ORDER BY chain.depth DESC
                 """,
                 (prompt_id,),
             ).fetchall()
-        return [self._prompt(row) for row in rows]
-
-    def find_by_template(self, run_id: str, template: str) -> PromptRecord | None:
-        """The lowest-id prompt of ``run_id`` whose template equals ``template``
-        up to whitespace (any status, so re-proposals of rejected text are caught too)."""
-        wanted = normalize_whitespace(template)
-        with self._snapshot() as conn:
-            # Done in Python: a run holds hundreds of prompts at most, and this
-            # keeps the normalisation rule in exactly one place.
-            rows = conn.execute(
-                f"SELECT {_PROMPT_COLUMNS} FROM prompts WHERE run_id = ? ORDER BY id", (run_id,)
-            ).fetchall()
-        for row in rows:
-            if normalize_whitespace(row["template"]) == wanted:
-                return self._prompt(row)
-        return None
+        return [prompt_from_row(row) for row in rows]
 
     def best(self, run_id: str | None = None) -> PromptRecord | None:
         """The best prompt of ``run_id``.
@@ -725,37 +324,31 @@ class PromptDB:
             if run_id is not None:
                 self._require_run(conn, run_id)
                 row = conn.execute(
-                    f"SELECT {_PROMPT_COLUMNS} FROM prompts WHERE run_id = ? AND is_best = 1", (run_id,)
+                    f"SELECT {PROMPT_COLUMNS} FROM prompts WHERE run_id = ? AND is_best = 1", (run_id,)
                 ).fetchone()
                 if row is None:
                     row = conn.execute(
-                        f"SELECT {_PROMPT_COLUMNS} FROM prompts WHERE run_id = ? AND status = 'scored'"
+                        f"SELECT {PROMPT_COLUMNS} FROM prompts WHERE run_id = ? AND status = 'scored'"
                         " ORDER BY val_score DESC, id ASC LIMIT 1",
                         (run_id,),
                     ).fetchone()
             else:
-                cols = ", ".join("p." + c.strip() for c in _PROMPT_COLUMNS.split(","))
+                cols = ", ".join("p." + c.strip() for c in PROMPT_COLUMNS.split(","))
                 row = conn.execute(
                     f"SELECT {cols} FROM prompts p JOIN runs r ON r.run_id = p.run_id"
-                    f" WHERE p.is_best = 1 ORDER BY {_RUN_RECENCY} LIMIT 1"
+                    f" WHERE p.is_best = 1 ORDER BY {RUN_RECENCY} LIMIT 1"
                 ).fetchone()
                 if row is None:
                     row = conn.execute(
                         f"SELECT {cols} FROM prompts p JOIN runs r ON r.run_id = p.run_id"
-                        f" WHERE p.status = 'scored' ORDER BY {_RUN_RECENCY}, p.val_score DESC, p.id ASC"
+                        f" WHERE p.status = 'scored' ORDER BY {RUN_RECENCY}, p.val_score DESC, p.id ASC"
                         " LIMIT 1"
                     ).fetchone()
-        return None if row is None else self._prompt(row)
+        return None if row is None else prompt_from_row(row)
 
     # -- export ------------------------------------------------------------
 
-    def export_best(
-        self,
-        run_id: str | None,
-        out_dir: Path,
-        *,
-        extra: Mapping[str, Any] | None = None,
-    ) -> PromptRecord:
+    def export_best(self, run_id: str | None, out_dir: Path) -> PromptRecord:
         """Write ``best_prompt.txt`` (the template verbatim) and
         ``best_prompt.json`` (its metadata) into ``out_dir``, each atomically.
 
@@ -784,12 +377,6 @@ class PromptDB:
             "template_file": BEST_TXT,
             "template_sha256": hashlib.sha256(best.template.encode("utf-8")).hexdigest(),
         }
-        if extra:
-            clash = sorted(set(meta) & set(extra))
-            if clash:
-                raise ValueError(f"extra would overwrite export fields: {clash}")
-            meta.update(extra)
-        # Serialise before touching the disk so bad `extra` values fail cleanly.
         meta_text = json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

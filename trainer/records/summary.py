@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.table import Table
 
-from trainer.records.prompt_db import atomic_write_text
+from trainer.records.files import atomic_write_text
 from trainer.records.stats import PairedComparison, Score
 
 SUMMARY_FILE = "summary.json"

@@ -117,13 +117,7 @@ class OtlpPipeline:
         return bool(self.provider.force_flush(timeout_millis))
 
 
-def setup_otlp_exporter(
-    endpoint: str,
-    *,
-    run_id: str | None = None,
-    worker_id: int | None = None,
-    set_global: bool = True,
-) -> OtlpPipeline:
+def setup_otlp_exporter(endpoint: str, *, worker_id: int | None = None) -> OtlpPipeline:
     """A TracerProvider exporting OTLP/HTTP protobuf to the collector at ``endpoint``.
 
     Spans are batched and sent in the background; call ``flush()`` when a rollout ends so that
@@ -134,8 +128,6 @@ def setup_otlp_exporter(
     """
     endpoint = endpoint.rstrip("/")
     attributes: dict[str, str | int] = {"service.name": DEFAULT_SERVICE_NAME, "service.version": trainer.__version__}
-    if run_id:
-        attributes["trainer.run_id"] = run_id
     if worker_id is not None:
         attributes["service.instance.id"] = f"{os.uname().nodename}-{os.getpid()}-runner{worker_id}"
     provider = TracerProvider(
@@ -145,7 +137,6 @@ def setup_otlp_exporter(
     # Order matters: ids are stamped (on_start) before the exporter's processor sees the span end.
     ids = install_ids_processor(provider)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
-    if set_global:
-        trace_api.set_tracer_provider(provider)
+    trace_api.set_tracer_provider(provider)
     logger.info("spans export to the collector at %s", endpoint)
     return OtlpPipeline(provider=provider, ids=ids, endpoint=endpoint)

@@ -63,15 +63,3 @@ def rollout_span(**attributes: Any) -> Iterator[RolloutSpan]:
         handle = RolloutSpan(span)
         handle.set(**attributes)
         yield handle
-
-
-def flush_spans(timeout_millis: int = 10_000) -> None:
-    """Push every finished span out before the rollout reports completion.
-
-    APO reads a rollout's spans right after it completes; spans still buffered would be missing
-    from its critique.
-    """
-    provider = trace_api.get_tracer_provider()
-    force_flush = getattr(provider, "force_flush", None)
-    if force_flush is not None and not force_flush(timeout_millis):
-        logger.warning("span flush did not finish within %d ms", timeout_millis)

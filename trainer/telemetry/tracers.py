@@ -86,7 +86,6 @@ class CollectorTracer(agl.OtelTracer):
         self.endpoint = endpoint
         self.visibility_timeout = visibility_timeout
         self._pipeline: OtlpPipeline | None = None
-        self.late_rollouts = 0
 
     def init_worker(self, worker_id: int, store: agl.LightningStore | None = None) -> None:
         # Skip OtelTracer's own provider (it would write to the store directly): ours exports OTLP.
@@ -143,7 +142,6 @@ class CollectorTracer(agl.OtelTracer):
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
-        self.late_rollouts += 1
         logger.warning(
             "rollout %s: %d of %d spans visible in the store after %.0fs; completing anyway",
             ids.rollout_id, seen, expected, self.visibility_timeout,

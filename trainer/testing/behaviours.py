@@ -87,7 +87,15 @@ def answer_key(tasks: Tasks) -> dict[str, str]:
         pairs: Iterable[tuple[Any, Any]] = tasks.items()
     else:
         pairs = ((task["question"], task["answer"]) for task in tasks)
-    return {_normalize(str(q)): format_decimal(to_fraction(a)) for q, a in pairs}
+    return {_normalize(str(q)): _canonical(a) for q, a in pairs}
+
+
+def _canonical(answer: Any) -> str:
+    """A numeric answer in canonical form (as the math task grades it); any other answer as it is."""
+    try:
+        return format_decimal(to_fraction(answer))
+    except ValueError:
+        return str(answer)
 
 
 def _roles(request: Mapping[str, Any]) -> tuple[str, str]:
@@ -109,7 +117,10 @@ def wrong_number(answer: str | int | float) -> Fraction:
 
 
 def _wrong(answer: str) -> str:
-    return _right(format_decimal(wrong_number(answer)))
+    try:
+        return _right(format_decimal(wrong_number(answer)))
+    except ValueError:  # not a number: a reply that does not even mention it
+        return _right("unknown" if answer != "unknown" else "something else")
 
 
 def _agent(tasks: Tasks, right: Callable[[str, str], bool]) -> Behaviour:

@@ -16,7 +16,7 @@ from trainer.agent.solve import RolloutConfig, solve
 from trainer.records.ledger import RunLedgers
 from trainer.task import Problem
 from trainer.telemetry.otlp import spans_ended_in_current_rollout
-from trainer.telemetry.spans import flush_spans, rollout_span
+from trainer.telemetry.spans import rollout_span
 
 if TYPE_CHECKING:
     import agentlightning as agl
@@ -62,7 +62,6 @@ def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> ag
                 }
             )
         outcome.spans = spans_ended_in_current_rollout() or 0
-        flush_spans()
         outcome.rollout_id = rollout.rollout_id
         outcome.attempt_id = attempt_id
         outcome.mode = rollout.mode
