@@ -67,7 +67,7 @@ class Task:
     """A task to train a prompt for; subclass it and set/override what differs from the defaults."""
 
     name: ClassVar[str] = "task"
-    # The agent's name: its run's span is called "<agent name>.arun" in traces.
+    # The agent's name: its run's span is "<agent name>.arun" in traces, "-" written "_" (math_solver.arun).
     agent_name: ClassVar[str] = "solver"
     seed_prompt: ClassVar[str] = "Answer the question."
     # Fields of a problem a prompt template may mention ({question}); the answer never is one.

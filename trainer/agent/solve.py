@@ -90,7 +90,7 @@ async def solve(problem: Problem, template: str, config: RolloutConfig) -> Rollo
         result = await asyncio.wait_for(agent.arun(problem["question"]), timeout=config.deadline_seconds)
     except TimeoutError:
         outcome.status = "timeout"
-        outcome.reason = f"no answer within {config.deadline_seconds:.0f}s"
+        outcome.reason = f"no answer within {config.deadline_seconds:g}s"
     except Exception as exc:  # agno normally reports errors in the result; this is the rest
         outcome.status, outcome.reason = "llm_error", f"{type(exc).__name__}: {exc}"[:500]
     else:

@@ -27,33 +27,10 @@ from trainer.agent.template import TEMPLATE_ENGINE
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.apo.observer import APOObserver, ValScore
 from trainer.apo.optimizer_llm import optimizer_role
+from trainer.apo.span_reads import compact_span, spans_complete, worth_critiquing
 from trainer.task import Problem
-from trainer.telemetry.spans import ROLLOUT_SPAN_NAME
 
 logger = logging.getLogger(__name__)
-
-
-def _worth_critiquing(span: dict[str, Any]) -> bool:
-    name = str(span.get("name", ""))
-    return name == ROLLOUT_SPAN_NAME or name.startswith(("agentlightning.reward", "agentlightning.annotation"))
-
-
-def spans_complete(spans: list[dict[str, Any]]) -> bool:
-    """Does the store hold every span the rollout ended? Its root span says how many came before it."""
-    root = next((s for s in spans if s.get("name") == ROLLOUT_SPAN_NAME), None)
-    if root is None:
-        return False
-    children = (root.get("attributes") or {}).get("trainer.child_spans")
-    if not isinstance(children, int):
-        return True  # written by a runner that does not count; nothing to compare with
-    own = [s for s in spans if not str(s.get("name", "")).startswith("agentlightning.")]
-    return len(own) >= children + 1
-
-
-def compact_span(span: dict[str, Any]) -> dict[str, Any]:
-    """Name, attributes and status: ids, timings and resources mean nothing to a critique."""
-    status = span.get("status") or {}
-    return {"name": span.get("name"), "attributes": span.get("attributes") or {}, "status": status.get("status_code")}
 
 
 class TrackedAPO(APO[Problem]):
@@ -169,7 +146,7 @@ class TrackedAPO(APO[Problem]):
         if incomplete:
             logger.warning("%d of %d rollouts had spans missing when APO read them", incomplete, len(results))
         for result in results:
-            result["spans"] = [compact_span(span) for span in result["spans"] if _worth_critiquing(span)]
+            result["spans"] = [compact_span(span) for span in result["spans"] if worth_critiquing(span)]
         return results
 
     def _sample_parent_prompts(

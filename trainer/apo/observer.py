@@ -48,7 +48,7 @@ class APOObserver:
         """``label`` is the run's best prompt now."""
 
     def best_rescored(self, label: str, score: ValScore) -> None:
-        """The best prompt was evaluated again and its current score moved."""
+        """The best prompt was evaluated again; ``score`` is its current score (it may not have moved)."""
 
     def branch_failed(self, parent: str, error: BaseException) -> None:
         """A critique or edit call failed: the child of ``parent`` is lost, the run goes on."""
