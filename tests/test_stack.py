@@ -32,7 +32,7 @@ from tests.support import REPO
 from tests.support.jaeger import jaeger_services, jaeger_tag, jaeger_traces
 from tests.support.net import http_json
 from tests.support.requirements import require
-from tests.support.stack import TINY_TRAINING, Stack, prom_query, stack_images
+from tests.support.stack import SCRIPTED_LLM, SCRIPTED_SERVICES, TINY_TRAINING, Stack, prom_query, stack_images
 from tests.support.store import store_spans
 from tests.support.waiting import wait_until
 from trainer.config import Settings
@@ -141,7 +141,7 @@ def test_grafana_refuses_to_start_without_admin_password(compose_model: dict[str
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     """The stack without Grafana, up and healthy; afterwards `down -v` must leave nothing."""
-    running = Stack(stack_images(), env=dict(TINY_TRAINING))
+    running = Stack(stack_images(), services=SCRIPTED_SERVICES, env={**TINY_TRAINING, **SCRIPTED_LLM})
     seconds = running.start()
     print(f"\nstack up and healthy in {seconds:.1f}s")
     try:
@@ -154,7 +154,10 @@ def stack() -> Iterator[Stack]:
 @pytest.mark.docker
 @pytest.mark.slow
 def test_dry_run_in_the_stack(stack: Stack) -> None:
-    proc = stack.run("run", "--rm", "train", "--dry-run", timeout=300, check=False)
+    # The real embedded model of the `llm` service answers the dry run's probe.
+    proc = stack.run(
+        "run", "--rm", "train", "--dry-run", timeout=300, check=False, OPENAI_BASE_URL="http://llm:8080/v1"
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "dry run OK" in output

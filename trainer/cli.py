@@ -41,7 +41,7 @@ RUNNER_SETTINGS = ("task", "store_url", "runners", "output_dir", "log_level")
 EVAL_SETTINGS = ("task", "dataset_path", "output_dir", "train_size", "val_size", "test_size", "seed", "log_level")
 LLM_SETTINGS = (
     "embedded_llm_host", "embedded_llm_port", "embedded_llm_parallel", "embedded_llm_ctx",
-    "embedded_llm_threads", "embedded_llm_cache_ram", "log_level",
+    "embedded_llm_threads", "embedded_llm_cache_ram", "embedded_llm_cache_prompt", "log_level",
 )  # fmt: skip
 
 

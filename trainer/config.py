@@ -205,6 +205,13 @@ class Settings(BaseSettings):
         "default, 8192, grows past a container's memory limit.",
         json_schema_extra={"flag": "--llm-cache-ram"},
     )
+    embedded_llm_cache_prompt: bool = Field(
+        True,
+        description="Reuse a slot's cached prompt prefix (faster). Off, with EMBEDDED_LLM_PARALLEL=1, the "
+        "embedded model is repeatable: the same request gets the same reply (slots batched together, or a "
+        "prefix computed in another batch, change the arithmetic).",
+        json_schema_extra={"flag": "--llm-cache-prompt"},
+    )
 
     @field_validator("openai_base_url", "optimizer_base_url", "store_url", "otel_exporter_otlp_endpoint")
     @classmethod

@@ -53,6 +53,14 @@ TINY_TRAINING = {
     "OPTIMIZER_MAX_TOKENS": "128",
 }
 
+# The tests' trainings talk to the scripted model (tests/support/compose.scripted.yaml) instead of
+# the embedded one: the stack's plumbing is what they test, not the model.
+SCRIPTED_LLM = {
+    "COMPOSE_FILE": "compose.yaml:tests/support/compose.scripted.yaml",
+    "OPENAI_BASE_URL": "http://scripted-llm:8080/v1",
+}
+SCRIPTED_SERVICES = (*INFRA_SERVICES, "scripted-llm")
+
 T = TypeVar("T")
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.support.env import trainer_env
 from trainer.math_task import SEED_PROMPT as DEFAULT_SEED_PROMPT
 
 TINY = [
@@ -21,23 +22,12 @@ TINY = [
 ]  # fmt: skip
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The user's environment minus anything that would point the trainer elsewhere."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "OPTIMIZER_", "AGENT_", "GRADIENT_", "EDIT_", "STORE_", "OTEL_"))
-    }
-    env.update({"STORE_PORT": "0", "METRICS_PORT": "0", "PYTHONUNBUFFERED": "1", **extra})
-    return env
-
-
 def run_trainer(args: list[str], cwd: Path, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI; on timeout kill its whole process group (runners and model server included)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "trainer", *args],
         cwd=cwd,
-        env=clean_env(**env),
+        env=trainer_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -52,24 +42,41 @@ def run_trainer(args: list[str], cwd: Path, timeout: float = 900, **env: str) ->
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-def assert_critique_shows_conversations(critique: dict[str, Any], out: Path, run_id: str) -> None:
+def assert_critique_shows_conversations(critique: dict[str, Any], out: Path, run_id: str) -> set[str]:
     """What APO sent to the gradient model holds the agent's conversations: the system prompt,
-    the questions it was asked and the answers it gave (rebuilt from the rollouts' spans)."""
+    the questions it was asked and the answers it gave (rebuilt from the rollouts' spans).
+
+    A conversation is shown when its whole question is in the critique, and then its whole reply
+    must be there too; returns the ids of the tasks shown. Whole texts, not prefixes: a scripted
+    agent's replies all begin alike and differ only in their number."""
     text = "\n".join(str(m.get("content")) for m in critique["messages"])
     assert DEFAULT_SEED_PROMPT in text
     rows = [json.loads(line) for line in (out / "runs" / run_id / "rollouts.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["mode"] == "train" and r["prompt_version"] == "v0" and r["status"] == "ok"]
     assert train_rows, "no successful train rollout to critique"
-    shown = [r for r in train_rows if len(_fragment(r["reply"])) >= 8 and _fragment(r["reply"]) in text]
-    assert shown, "none of the agent's answers reached the critique"
     from trainer.data.splits import load_splits
 
-    splits = load_splits(None, 4, 6, 6, 11)
+    flags = dict(zip(TINY[::2], TINY[1::2], strict=True))
+    sizes = (int(flags[f"--{split}-size"]) for split in ("train", "val", "test"))
+    splits = load_splits(None, *sizes, int(flags["--seed"]))
     questions = {t["id"]: t["question"] for t in splits.train}
+
+    def shows(value: str) -> bool:
+        # The pieces between quotes, backslashes and line breaks survive any quoting APO applies.
+        pieces = [piece for piece in re.split(r'[\n"\\]', value) if piece.strip()]
+        return bool(pieces) and all(piece in text for piece in pieces)
+
+    shown = [r for r in train_rows if shows(questions[r["task_id"]])]
+    assert shown, "none of the questions the agent was asked reached the critique"
     for row in shown:
-        assert _fragment(questions[row["task_id"]]) in text
+        assert shows(row["reply"]), f"the critique shows task {row['task_id']} without the agent's answer"
+    return {row["task_id"] for row in shown}
 
 
 def _fragment(value: str) -> str:
     """A piece of ``value`` that survives any quoting: no quotes, backslashes or line breaks."""
     return re.split(r'[\n"\\]', value.strip())[0][:60]
+
+
+# The name the trainer tests import (one environment for every process under test: tests/support/env.py).
+clean_env = trainer_env

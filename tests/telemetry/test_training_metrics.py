@@ -1,33 +1,82 @@
 """A real tiny training scraped by a real Prometheus: every training-dashboard panel shows data.
 
-Processes on loopback: Debian's Prometheus (prometheus/prometheus.yml with loopback targets), the
-built collector and Jaeger, `agl store --tracker prometheus`, and the trainer on the embedded model
-serving /metrics. The trainer waits at exit until Prometheus has scraped its final values.
+Real processes on loopback: Debian's Prometheus (prometheus/prometheus.yml with loopback targets),
+the built collector and Jaeger, `agl store --tracker prometheus`, and the trainer CLI (runners, Agno
+agent, APO) serving /metrics; the trainer waits at exit until Prometheus has scraped its final
+values. Scripted: the LLM (``trainer.testing``, both roles on one server). The agent is always
+right; the optimizer edits the seed into the same EDITED prompt on both branches, so the candidate
+guard rejects the second as a duplicate. Every metric value below is therefore exact.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.support.pipeline import pipeline, require_binaries
-from tests.support.prometheus import hostport, prometheus
+from tests.support.pipeline import pipeline
+from tests.support.prometheus import PrometheusServer, hostport, prometheus
 from tests.support.trainer_cli import TINY, run_trainer
 from tests.telemetry.test_dashboards import _has_finite, training_panel_exprs
-from tests.training.test_pipeline_training import ScriptedOptimizer
+from trainer.apo.plan import expected_rollouts
+from trainer.config import Settings
+from trainer.data.splits import load_splits
+from trainer.math_task import SEED_PROMPT
 from trainer.serving.probes import free_port
-from trainer.testing import ScriptedLLM
+from trainer.testing import Reply, ScriptedLLM, ScriptedOptimizer, is_probe, perfect_agent, route
 
-pytestmark = [pytest.mark.llm, pytest.mark.slow]
+pytestmark = [pytest.mark.otelcol, pytest.mark.prometheus, pytest.mark.slow]
+
+AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
+EDITED = f"{SEED_PROMPT} Check the arithmetic once before answering."
+CRITIQUE = "- Ask for one check of the arithmetic before the final line."
+
+FLAGS = dict(zip(TINY[::2], TINY[1::2], strict=True))
+SETTINGS = Settings(
+    _env_file=None, algorithm="apo", **{flag[2:].replace("-", "_"): value for flag, value in FLAGS.items()}
+)
+SPLITS = load_splits(None, SETTINGS.train_size, SETTINGS.val_size, SETTINGS.test_size, SETTINGS.seed)
+TASKS = [*SPLITS.train, *SPLITS.val, *SPLITS.test]
+# APO's bound counts a val batch for each of the 2 candidates; the rejected duplicate never gets one.
+ROLLOUTS = expected_rollouts(SETTINGS, SPLITS)["training_rollouts"] - SETTINGS.val_batch_size
+
+
+@dataclass
+class Scraped:
+    prom: PrometheusServer
+    summary: dict[str, Any]
+    stderr: str
+    at: float  # the trainer's final scrape: every query is evaluated there
+    requests: list[dict[str, Any]]
+    optimizer: ScriptedOptimizer
+
+    def value(self, expr: str) -> float:
+        result = self.prom.query(expr, at=self.at)
+        assert len(result) == 1, f"{expr}: {result}"
+        return float(result[0]["value"][1])
+
+    def values(self, expr: str, label: str) -> dict[str, float]:
+        return {r["metric"][label]: float(r["value"][1]) for r in self.prom.query(expr, at=self.at)}
+
+
+def final_scrape(prom: PrometheusServer) -> float:
+    """When Prometheus last read the trainer. Its next scrape fails (the trainer is gone) and marks
+    every series stale, so an instant query at "now" may find nothing: queries go to this time."""
+    result = prom.query('max_over_time(timestamp(apo_run_info{job="trainer"})[15m:1s])')
+    assert result, "Prometheus never scraped the trainer"
+    return float(result[0]["value"][1])
 
 
 @pytest.fixture(scope="module")
-def scraped_training(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    require_binaries()
+def scraped_training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     work = tmp_path_factory.mktemp("metrics")
     port = free_port()
+    optimizer = ScriptedOptimizer(CRITIQUE, [EDITED])
+    script = route(agent=perfect_agent(TASKS), optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
     with pipeline(work / "logs") as services:
         targets = {
             "trainer": [f"127.0.0.1:{port}"],
@@ -36,58 +85,103 @@ def scraped_training(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "collector-spanmetrics": [hostport(services.prometheus_url)],
             "jaeger": [hostport(services.jaeger.metrics_url)],
         }
-        with prometheus(targets, work / "prometheus") as prom, ScriptedLLM(ScriptedOptimizer()) as fake:
+        with prometheus(targets, work / "prometheus") as prom, ScriptedLLM(script) as llm:
             result = run_trainer(
                 ["train", *TINY, "--output", str(work / "out"), "--store-url", services.store_url],
                 cwd=work,
                 METRICS_PORT=str(port),
                 OTEL_EXPORTER_OTLP_ENDPOINT=services.otlp_http_url,
-                OPTIMIZER_BASE_URL=fake.base_url,
-                GRADIENT_MODEL="fake-model",
+                OPENAI_BASE_URL=llm.base_url,
+                AGENT_MODEL=AGENT_MODEL,
+                GRADIENT_MODEL=GRADIENT_MODEL,
+                EDIT_MODEL=EDIT_MODEL,
             )
             assert result.returncode == 0, result.stderr[-4000:]
             summary = json.loads((work / "out" / "summary.json").read_text())
-            yield prom, summary, result
+            yield Scraped(prom, summary, result.stderr, final_scrape(prom), llm.requests, optimizer)
 
 
-def test_trainer_waited_for_its_final_scrape(scraped_training: Any) -> None:
-    prom, summary, result = scraped_training
-    assert "no scrape within" not in result.stderr
-    rollouts = prom.query('sum(apo_rollouts_total{job="trainer"})')
-    assert float(rollouts[0]["value"][1]) == summary["rollouts"]
-    best = prom.query('apo_best_val_score{job="trainer"}')
-    assert float(best[0]["value"][1]) == pytest.approx(summary["best_val_score"])
-    info = prom.query('apo_run_info{job="trainer"}')
-    assert info[0]["metric"]["run_id"] == summary["run_id"]
+def test_trainer_waited_for_its_final_scrape(scraped_training: Scraped) -> None:
+    s = scraped_training
+    assert "no scrape within" not in s.stderr
+    assert time.time() - s.at < 120, "the final scrape is older than the training"
+    assert s.value('sum(apo_rollouts_total{job="trainer"})') == s.summary["rollouts"] == ROLLOUTS == 28
+    assert s.value('apo_best_val_score{job="trainer"}') == pytest.approx(s.summary["best_val_score"]) == 1.0
+    info = s.prom.query('apo_run_info{job="trainer"}', at=s.at)
+    assert len(info) == 1 and info[0]["metric"]["run_id"] == s.summary["run_id"]
+    assert info[0]["metric"]["agent_model"] == AGENT_MODEL
+    assert (info[0]["metric"]["gradient_model"], info[0]["metric"]["edit_model"]) == (GRADIENT_MODEL, EDIT_MODEL)
 
 
-def test_every_training_panel_returns_data(scraped_training: Any) -> None:
-    prom, _, _ = scraped_training
+def test_every_training_panel_returns_data(scraped_training: Scraped) -> None:
+    s = scraped_training
     empty = []
     for dashboard, panel, expr, must_have_data in training_panel_exprs():
-        result = prom.query(expr)  # raises on an invalid expression
+        result = s.prom.query(expr, at=s.at)  # raises on an invalid expression
         if must_have_data and not _has_finite(result):
             empty.append(f"{dashboard} / {panel}: {expr}")
     assert not empty, "panels without data after a training:\n" + "\n".join(empty)
 
 
-def test_optimizer_and_agent_tokens_are_counted_by_role(scraped_training: Any) -> None:
-    prom = scraped_training[0]
-    by_role = {
-        r["metric"]["role"]: float(r["value"][1])
-        for r in prom.query('sum by (role) (apo_llm_tokens_total{job="trainer"})')
+def test_search_metrics_are_exact(scraped_training: Scraped) -> None:
+    s = scraped_training
+    assert s.values('apo_rollouts_total{job="trainer"} > 0', "split") == {"train": 4.0, "val": 24.0}
+    assert s.value('sum(apo_rollouts_total{job="trainer", outcome!="ok"})') == 0
+    assert s.values('apo_candidates_total{job="trainer"}', "outcome") == {"evaluated": 1.0, "rejected": 1.0}
+    assert (s.summary["candidates"], s.summary["candidates_rejected"]) == (2, 1)
+    assert s.summary["rejected_reasons"] == {"duplicate": 1}
+    assert s.value('apo_optimizer_failed_branches_total{job="trainer"}') == 0 == s.summary["failed_optimizer_branches"]
+    assert s.values('apo_candidate_val_score{job="trainer"}', "prompt_version") == {"v0": 1.0, "v1": 1.0, "v2": 0.0}
+    assert s.value('apo_seed_val_score{job="trainer"}') == 1.0
+    assert s.values('apo_best_prompt_info{job="trainer"}', "prompt_version") == {"v0": 1.0}  # a tie keeps the seed
+    assert (s.value('apo_round{job="trainer"}'), s.value('apo_rounds_planned{job="trainer"}')) == (1, 1)
+    assert s.values('apo_test_score{job="trainer"}', "prompt") == {"seed": 1.0, "best": 1.0}
+    assert s.value('sum(apo_rollout_reward_count{job="trainer"})') == ROLLOUTS
+    assert s.value('sum(apo_rollout_reward_sum{job="trainer"})') == ROLLOUTS  # every reward is 1.0
+    # One agent request per rollout, plus the test split once (best is the seed: scored once).
+    assert s.values('apo_llm_request_duration_seconds_count{job="trainer"}', "role") == {
+        "agent": ROLLOUTS + len(SPLITS.test),
+        "gradient": 2,
+        "edit": 2,
     }
+
+
+def test_optimizer_and_agent_tokens_are_counted_by_role(scraped_training: Scraped) -> None:
+    s = scraped_training
+    by_role = s.values('sum by (role) (apo_llm_tokens_total{job="trainer"})', "role")
     assert by_role.get("agent", 0) > 0
     assert by_role.get("gradient", 0) > 0 and by_role.get("edit", 0) > 0
+    counter = ScriptedLLM()  # unstarted: only its token counting, the server's own
+
+    def sent(requests: list[dict[str, Any]], replies: list[str]) -> tuple[int, int]:
+        usages = [counter.completion(r, text)["usage"] for r, text in zip(requests, replies, strict=True)]
+        return sum(u["prompt_tokens"] for u in usages), sum(u["completion_tokens"] for u in usages)
+
+    agent = perfect_agent(TASKS)
+    agent_requests = [r for r in s.requests if r["model"] == AGENT_MODEL and not is_probe(r)]
+    assert len(agent_requests) == ROLLOUTS + len(SPLITS.test)
+    replies: list[Reply] = [agent(r) for r in agent_requests]
+    expected = {"agent": sent(agent_requests, [r.content or "" for r in replies])}
+    for role in ("gradient", "edit"):
+        calls = [c for c in s.optimizer.calls if c.kind == role]
+        expected[role] = sent([c.request for c in calls], [c.reply for c in calls])
+    for role, (input_tokens, output_tokens) in expected.items():
+        kinds = s.values(f'sum by (kind) (apo_llm_tokens_total{{job="trainer", role="{role}"}})', "kind")
+        assert kinds == {"input": input_tokens, "output": output_tokens}, role
+    tokens = s.summary["tokens"]
+    assert tokens["agent"] + tokens["test"] == sum(expected["agent"])
+    assert tokens["optimizer"][f"gradient:{GRADIENT_MODEL}"]["input_tokens"] == expected["gradient"][0]
+    assert tokens["optimizer"][f"edit:{EDIT_MODEL}"]["output_tokens"] == expected["edit"][1]
+    assert s.summary["llm_tokens"] == sum(sum(pair) for pair in expected.values()) == sum(by_role.values())
 
 
-def test_metric_names_follow_conventions(scraped_training: Any) -> None:
-    prom, _, _ = scraped_training
-    names = [n for n in prom.metric_names("trainer") if n.startswith("apo_")]
+def test_metric_names_follow_conventions(scraped_training: Scraped) -> None:
+    s = scraped_training
+    names = [n for n in s.prom.metric_names("trainer") if n.startswith("apo_")]
     assert names, "no apo_* metrics scraped"
     for name in names:
         assert not name.endswith("_milliseconds"), name  # base units
     counters = {n for n in names if n.endswith("_total")}
     assert {"apo_rollouts_total", "apo_llm_tokens_total", "apo_candidates_total"} <= counters
-    for series in prom.query('{job="trainer", __name__=~"apo_.*"}'):
+    for series in s.prom.query('{job="trainer", __name__=~"apo_.*"}', at=s.at):
         assert not any("ro-" in str(v) for v in series["metric"].values()), series["metric"]  # no rollout ids

@@ -1,71 +1,92 @@
 """A tiny training whose spans go through the real pipeline: trainer -> collector -> store + Jaeger.
 
-Real processes on loopback: the built collector, the built Jaeger, `agl store`, the trainer with
-the embedded model. The optimizer endpoint is a loopback stand-in for a hosted API (so critiques are
-instant and what APO sends to it can be inspected).
+Real processes on loopback: the built collector, the built Jaeger, `agl store`, and the trainer CLI
+with its runner processes, Agno agent and APO. Scripted: the LLM, one ``trainer.testing`` server
+for both roles. The agent answers right only when its system prompt holds HINT; the optimizer
+critiques with a fixed text and edits the seed into HINTED (first branch) and UNHINTED (second).
+So the run's outcome is known to the rollout: the seed scores 0.0, HINTED 1.0 and becomes the best,
+every count and token total below is exact.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.pipeline import (
-    Pipeline,
-    collector_counters,
-    jaeger_parent,
-    jaeger_services,
-    jaeger_spans,
-    jaeger_traces,
-    pipeline,
-    prom_samples,
-    require_binaries,
-    store_spans,
-    wait_until,
-)
+from tests.support.jaeger import jaeger_parent, jaeger_services, jaeger_spans, jaeger_traces
+from tests.support.pipeline import Pipeline, collector_counters, pipeline, prom_samples
+from tests.support.store import store_client
 from tests.support.trainer_cli import TINY, assert_critique_shows_conversations, clean_env, run_trainer
-from trainer.testing import Reply, ScriptedLLM, chat_completion
+from tests.support.waiting import wait_until
+from trainer.agent.template import render_prompt
+from trainer.apo.plan import expected_rollouts
+from trainer.config import Settings
+from trainer.data.splits import load_splits
+from trainer.math_task import SEED_PROMPT
+from trainer.records.prompt_db import PromptDB, PromptRecord
+from trainer.telemetry.otlp import DEFAULT_SERVICE_NAME
+from trainer.testing import (
+    Behaviour,
+    Reply,
+    ScriptedLLM,
+    ScriptedOptimizer,
+    agent_when,
+    is_probe,
+    perfect_agent,
+    prompt_contains,
+    route,
+)
 
-pytestmark = [pytest.mark.llm, pytest.mark.slow]
+pytestmark = [pytest.mark.otelcol, pytest.mark.slow]
 
-SERVICE = "apo-trainer-test"
+# The trainer's own service name. OTEL_SERVICE_NAME should override it and does not (the explicit
+# resource attribute wins in trainer/telemetry/otlp.py), so the tests look for the name it sends.
+SERVICE = DEFAULT_SERVICE_NAME
 EXPECTED_SPANS = Counter({"math_rollout": 1, "math_solver.arun": 1, "OpenAILike.ainvoke": 1})
-EDITED = "You solve math word problems. Write the calculation, then: The answer is <number>."
+SPANS_PER_ROLLOUT = sum(EXPECTED_SPANS.values())
+
+AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
+HINT = "Check the arithmetic once before answering."
+HINTED = f"{SEED_PROMPT} {HINT}"
+UNHINTED = f"{SEED_PROMPT} Keep units out of the final number."
+CRITIQUE = "- Ask for one check of the arithmetic before the final line."
+
+FLAGS = dict(zip(TINY[::2], TINY[1::2], strict=True))
+SETTINGS = Settings(
+    _env_file=None, algorithm="apo", **{flag[2:].replace("-", "_"): value for flag, value in FLAGS.items()}
+)
+SPLITS = load_splits(None, SETTINGS.train_size, SETTINGS.val_size, SETTINGS.test_size, SETTINGS.seed)
+TASKS = [*SPLITS.train, *SPLITS.val, *SPLITS.test]
+QUESTIONS = {task["id"]: task["question"] for task in TASKS}
+# APO's cost formula; both branches yield an evaluated candidate here, so the bound is what runs.
+EXPECTED_ROLLOUTS = expected_rollouts(SETTINGS, SPLITS)["training_rollouts"]
 
 
-class ScriptedOptimizer:
-    """Answers critiques and edits instantly; records what APO sent."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, request: dict[str, Any]) -> Reply:
-        if request.get("max_tokens") == 8:  # the startup probe
-            return Reply()
-        with self._lock:
-            self.calls.append(request)
-            n = len(self.calls)
-        if n % 2 == 1:
-            return Reply(200, chat_completion("- Put the final number after 'The answer is'."))
-        return Reply(200, chat_completion(EDITED))
-
-
-def optimizer_env(fake: ScriptedLLM) -> dict[str, str]:
-    return {"OPTIMIZER_BASE_URL": fake.base_url, "GRADIENT_MODEL": "fake-model"}
+def scripted_env(llm: ScriptedLLM) -> dict[str, str]:
+    """Both roles on the scripted server; three model names so that route() tells them apart."""
+    return {
+        "OPENAI_BASE_URL": llm.base_url,
+        "AGENT_MODEL": AGENT_MODEL,
+        "GRADIENT_MODEL": GRADIENT_MODEL,
+        "EDIT_MODEL": EDIT_MODEL,
+    }
 
 
 def telemetry_env(services: Pipeline) -> dict[str, str]:
-    return {"OTEL_EXPORTER_OTLP_ENDPOINT": services.otlp_http_url, "OTEL_SERVICE_NAME": SERVICE}
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": services.otlp_http_url}
 
 
 def ledger(out: Path, run_id: str) -> list[dict[str, Any]]:
@@ -77,40 +98,101 @@ def own_spans(spans: list[Any]) -> list[Any]:
     return [s for s in spans if not s.name.startswith("agentlightning.")]
 
 
+def spans_of(store_url: str, rollout_ids: list[str]) -> dict[str, list[Any]]:
+    """The store's spans of each rollout, read through one client (a client per rollout costs ~1 s)."""
+
+    async def read() -> dict[str, list[Any]]:
+        client = store_client(store_url)
+        try:
+            return {rid: list(await client.query_spans(rid)) for rid in rollout_ids}
+        finally:
+            await client.close()
+
+    return asyncio.run(read())
+
+
+def usage(request: dict[str, Any], reply: Reply) -> dict[str, int]:
+    """The usage the scripted server sent for ``reply``: it counts tokens of request and reply."""
+    return dict(ScriptedLLM().completion(request, reply.content or "")["usage"])
+
+
+@dataclass
+class Trained:
+    out: Path
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]]
+    optimizer: ScriptedOptimizer
+    agent: Behaviour
+    requests: list[dict[str, Any]]
+    prompts: dict[str, PromptRecord]
+
+    def agent_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["model"] == AGENT_MODEL and not is_probe(r)]
+
+
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    require_binaries()
     with pipeline(tmp_path_factory.mktemp("pipeline-logs")) as p:
         yield p
 
 
 @pytest.fixture(scope="module")
-def trained(services: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def trained(services: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     out = tmp_path_factory.mktemp("run")
-    optimizer = ScriptedOptimizer()
-    with ScriptedLLM(optimizer) as fake:
+    optimizer = ScriptedOptimizer(CRITIQUE, [HINTED, UNHINTED])
+    agent = agent_when(TASKS, prompt_contains(HINT))
+    script = route(agent=agent, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
+    with ScriptedLLM(script) as llm:
         result = run_trainer(
             ["train", *TINY, "--output", str(out), "--store-url", services.store_url],
             cwd=out,
-            **optimizer_env(fake),
+            **scripted_env(llm),
             **telemetry_env(services),
         )
+        requests = llm.requests
     assert result.returncode == 0, f"{result.stderr[-5000:]}\n{services.log_tails()}"
     summary = json.loads((out / "summary.json").read_text())
-    return {"out": out, "summary": summary, "rows": ledger(out, summary["run_id"]), "optimizer": optimizer}
+    with PromptDB(out / "prompts.db") as db:
+        prompts = {p.label: p for p in db.list(summary["run_id"])}
+    return Trained(out, summary, ledger(out, summary["run_id"]), optimizer, agent, requests, prompts)
 
 
-def test_every_rollout_in_the_store_has_reward_and_exact_spans(services: Pipeline, trained: dict[str, Any]) -> None:
+def test_apo_found_the_hinted_prompt_with_exactly_the_planned_rollouts(trained: Trained) -> None:
+    summary, rows, prompts = trained.summary, trained.rows, trained.prompts
+    assert EXPECTED_ROLLOUTS == 34  # seed 6 + 2 branches x 2 train + (beam 1 + 2 candidates) x 6 val + leader 6
+    assert summary["rollouts"] == len(rows) == EXPECTED_ROLLOUTS == summary["expected_training_rollouts_max"]
+    assert Counter((r["mode"], r["prompt_version"]) for r in rows) == {
+        ("val", "v0"): 12,  # the seed's baseline, then the seed as beam member in round 1
+        ("train", "v0"): 4,  # two critique batches of 2
+        ("val", "v1"): 12,  # candidate batch, then the new beam leader on the full val set
+        ("val", "v2"): 6,
+    }
+    assert Counter(r["status"] for r in rows) == {"ok": EXPECTED_ROLLOUTS}
+    assert Counter(r["reward"] for r in rows) == {0.0: 22, 1.0: 12}  # only HINTED's rollouts are right
+    assert [(p.label, p.template, p.round, p.status, p.val_score, p.val_n, p.is_best) for p in prompts.values()] == [
+        ("v0", SEED_PROMPT, 0, "scored", 0.0, 6, False),
+        ("v1", HINTED, 1, "scored", 1.0, 6, True),
+        ("v2", UNHINTED, 1, "scored", 0.0, 6, False),
+    ]
+    assert (summary["seed_val_score"], summary["best_val_score"], summary["best_prompt_version"]) == (0.0, 1.0, "v1")
+    assert (summary["seed_test_score"], summary["best_test_score"]) == (0.0, 1.0)
+    assert summary["paired_test"]["only_best"] == len(SPLITS.test) and summary["paired_test"]["significant"]
+    assert (summary["candidates"], summary["candidates_rejected"], summary["failed_optimizer_branches"]) == (2, 0, 0)
+    assert (trained.out / "best_prompt.txt").read_text() == HINTED
+
+
+def test_every_rollout_in_the_store_has_reward_and_exact_spans(services: Pipeline, trained: Trained) -> None:
     from agentlightning.emitter.reward import find_final_reward
 
-    rows = trained["rows"]
-    assert len(rows) == trained["summary"]["rollouts"] > 0
+    rows = trained.rows
+    assert len(rows) == trained.summary["rollouts"] == EXPECTED_ROLLOUTS
+    stored = spans_of(services.store_url, [r["rollout_id"] for r in rows])
     for row in rows:
-        spans = store_spans(services.store_url, row["rollout_id"])
+        spans = stored[row["rollout_id"]]
         assert find_final_reward(spans) == row["reward"], row["rollout_id"]
         names = Counter(s.name for s in own_spans(spans))
         assert names == EXPECTED_SPANS, f"{row['rollout_id']}: {dict(names)}"
-        assert row["spans"] == sum(EXPECTED_SPANS.values())
+        assert row["spans"] == SPANS_PER_ROLLOUT
         by_name = {s.name: s for s in spans}
         assert by_name["OpenAILike.ainvoke"].parent_id == by_name["math_solver.arun"].span_id
         assert by_name["math_solver.arun"].parent_id == by_name["math_rollout"].span_id
@@ -119,31 +201,72 @@ def test_every_rollout_in_the_store_has_reward_and_exact_spans(services: Pipelin
             assert span.attributes["agentlightning.attempt_id"] == row["attempt_id"]
         llm = by_name["OpenAILike.ainvoke"].attributes
         assert any(k.startswith("llm.input_messages") for k in llm), "LLM span lacks the conversation"
-        if row["status"] == "ok":  # a timed-out request has no usage to count
-            assert llm["llm.token_count.prompt"] == row["input_tokens"] > 0
-            assert llm["llm.token_count.completion"] == row["output_tokens"] > 0
+        assert row["status"] == "ok"  # a scripted reply never times out: every rollout has usage
+        assert llm["llm.token_count.prompt"] == row["input_tokens"] > 0
+        assert llm["llm.token_count.completion"] == row["output_tokens"] > 0
         for span in spans:
             assert "sk-" not in json.dumps(span.attributes, default=str)
 
 
-def test_apo_never_read_an_incomplete_rollout(trained: dict[str, Any]) -> None:
-    reads = trained["summary"]["apo_span_reads"]
+def test_each_rollout_counts_exactly_the_tokens_the_server_sent(trained: Trained) -> None:
+    by_conversation: dict[tuple[str, str], dict[str, int]] = {}
+    for request in trained.agent_requests():
+        system, question = (m["content"] for m in request["messages"])
+        by_conversation[(system, question)] = usage(request, trained.agent(request))
+    rows = trained.rows
+    for row in rows:
+        template = trained.prompts[row["prompt_version"]].template
+        task = {"question": QUESTIONS[row["task_id"]]}
+        sent = by_conversation[(render_prompt(template, task), task["question"])]
+        assert (row["input_tokens"], row["output_tokens"]) == (sent["prompt_tokens"], sent["completion_tokens"])
+    training = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
+    # Every agent request the server saw, training and test alike (seed and best differ: both scored).
+    everything = sum(usage(r, trained.agent(r))["total_tokens"] for r in trained.agent_requests())
+    assert len(trained.agent_requests()) == EXPECTED_ROLLOUTS + 2 * len(SPLITS.test)
+    tokens = trained.summary["tokens"]
+    assert tokens["agent"] == training
+    assert tokens["agent"] + tokens["test"] == everything
+    optimizer_total = 0
+    for role, model in (("gradient", GRADIENT_MODEL), ("edit", EDIT_MODEL)):
+        calls = [c for c in trained.optimizer.calls if c.kind == role]
+        sent = [usage(c.request, Reply(content=c.reply)) for c in calls]
+        counted = tokens["optimizer"][f"{role}:{model}"]
+        assert (counted["calls"], counted["failures"], counted["truncated"]) == (2, 0, 0)
+        assert counted["input_tokens"] == sum(u["prompt_tokens"] for u in sent)
+        assert counted["output_tokens"] == sum(u["completion_tokens"] for u in sent)
+        optimizer_total += counted["input_tokens"] + counted["output_tokens"]
+    assert trained.summary["llm_tokens"] == everything + optimizer_total
+
+
+def test_apo_never_read_an_incomplete_rollout(trained: Trained) -> None:
+    reads = trained.summary["apo_span_reads"]
     print(f"APO read {reads['rollouts_read']} rollouts, {reads['incomplete']} with spans missing")
-    assert reads["rollouts_read"] >= len([r for r in trained["rows"] if r["mode"] == "train"])
+    # APO reads every batch back once it is complete: each rollout exactly once.
+    assert reads["rollouts_read"] == len(trained.rows) == EXPECTED_ROLLOUTS
+    assert reads["rollouts_read"] >= len([r for r in trained.rows if r["mode"] == "train"])
     assert reads["incomplete"] == 0
 
 
-def test_critique_sees_the_conversation_through_the_collector(trained: dict[str, Any]) -> None:
-    calls = trained["optimizer"].calls
+def test_critique_sees_the_conversation_through_the_collector(trained: Trained) -> None:
+    calls = trained.optimizer.calls
     assert calls, "APO never called the optimizer"
-    assert_critique_shows_conversations(calls[0], trained["out"], trained["summary"]["run_id"])
+    assert [c.kind for c in calls] == ["gradient", "edit", "gradient", "edit"]
+    assert [c.prompt for c in calls] == [SEED_PROMPT] * 4  # beam width 1: both branches edit the seed
+    assert [c.reply for c in calls] == [CRITIQUE, HINTED, CRITIQUE, UNHINTED]
+    train_rows = [r for r in trained.rows if r["mode"] == "train"]
+    # Each critique shows exactly the batch of its branch (the ledger has them in that order).
+    for critique, batch in ((calls[0], train_rows[:2]), (calls[2], train_rows[2:])):
+        shown = assert_critique_shows_conversations(critique.request, trained.out, trained.summary["run_id"])
+        assert shown == {r["task_id"] for r in batch}
+    assert {r["task_id"] for r in train_rows} == {t["id"] for t in SPLITS.train}
 
 
-def test_jaeger_has_the_traces_searchable_by_rollout_id(services: Pipeline, trained: dict[str, Any]) -> None:
+def test_jaeger_has_the_traces_searchable_by_rollout_id(services: Pipeline, trained: Trained) -> None:
     wait_until(lambda: SERVICE in jaeger_services(services.jaeger_query_url), 30, what="service in Jaeger")
-    for row in trained["rows"][:5]:
+    for row in trained.rows:
         traces = jaeger_traces(services.jaeger_query_url, SERVICE, {"agentlightning.rollout_id": row["rollout_id"]})
         assert len(traces) == 1, row["rollout_id"]
+        assert traces[0]["traceID"] == row["trace_id"]
         spans = traces[0]["spans"]
         names = Counter(s["operationName"] for s in spans)
         assert names == EXPECTED_SPANS
@@ -154,9 +277,11 @@ def test_jaeger_has_the_traces_searchable_by_rollout_id(services: Pipeline, trai
         assert parents["OpenAILike.ainvoke"] == ids["math_solver.arun"]
 
 
-def test_nothing_lost_between_trainer_collector_and_sinks(services: Pipeline, trained: dict[str, Any]) -> None:
-    exported = sum(r["spans"] for r in trained["rows"])
-    in_store = sum(len(own_spans(store_spans(services.store_url, r["rollout_id"]))) for r in trained["rows"])
+def test_nothing_lost_between_trainer_collector_and_sinks(services: Pipeline, trained: Trained) -> None:
+    exported = sum(r["spans"] for r in trained.rows)
+    assert exported == EXPECTED_ROLLOUTS * SPANS_PER_ROLLOUT
+    stored = spans_of(services.store_url, [r["rollout_id"] for r in trained.rows])
+    in_store = sum(len(own_spans(spans)) for spans in stored.values())
 
     def settled() -> bool:
         c = collector_counters(services.telemetry_url)
@@ -177,8 +302,9 @@ def test_nothing_lost_between_trainer_collector_and_sinks(services: Pipeline, tr
     assert in_jaeger == exported
 
 
-def test_span_metrics_for_llm_spans(services: Pipeline, trained: dict[str, Any]) -> None:
-    llm_calls = sum(1 for r in trained["rows"])  # one LLM span per rollout
+def test_span_metrics_for_llm_spans(services: Pipeline, trained: Trained) -> None:
+    llm_calls = sum(1 for r in trained.rows)  # one LLM span per rollout
+    assert llm_calls == EXPECTED_ROLLOUTS
 
     def calls() -> float:
         return sum(
@@ -194,38 +320,94 @@ def test_span_metrics_for_llm_spans(services: Pipeline, trained: dict[str, Any])
     assert calls() == llm_calls
 
 
+class Held:
+    """The agent, holding every reply after the first ``free`` until ``released`` is set (bounded)."""
+
+    def __init__(self, agent: Behaviour, free: int, hold_s: float = 25.0) -> None:
+        self.agent, self.free, self.hold_s = agent, free, hold_s
+        self.released = threading.Event()
+        self._lock = threading.Lock()
+        self.seen = 0
+        self.answered = 0
+
+    def __call__(self, request: dict[str, Any]) -> Reply:
+        if is_probe(request):
+            return self.agent(request)
+        with self._lock:
+            index = self.seen
+            self.seen += 1
+        if index >= self.free:
+            self.released.wait(self.hold_s)
+        reply = self.agent(request)
+        with self._lock:
+            self.answered += 1
+        return reply
+
+
 def test_collector_restart_mid_training_loses_nothing(tmp_path: Path) -> None:
-    require_binaries()
+    """The collector is down exactly while two rollouts end: their spans wait in the trainer's
+    exporter and arrive once it is back. Replies 5 and 6 of the seed's evaluation are held until
+    the collector has stopped, so the downtime overlaps span exports every time."""
     out = tmp_path / "run"
     out.mkdir()
-    with pipeline(tmp_path / "logs") as services, ScriptedLLM(ScriptedOptimizer()) as fake:
+    agent = Held(perfect_agent(TASKS), free=4)
+    optimizer = ScriptedOptimizer(CRITIQUE, [HINTED, UNHINTED])
+    script = route(agent=agent, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
+    with pipeline(tmp_path / "logs") as services, ScriptedLLM(script) as llm:
         log = (tmp_path / "train.log").open("w")
         proc = subprocess.Popen(
             [sys.executable, "-m", "trainer", "train", *TINY, "--output", str(out), "--store-url", services.store_url],
             cwd=out,
-            env=clean_env(**optimizer_env(fake), **telemetry_env(services)),
+            env=clean_env(**scripted_env(llm), **telemetry_env(services)),
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             ledgers = lambda: list((out / "runs").glob("*/rollouts.jsonl"))  # noqa: E731
-            wait_until(lambda: bool(ledgers()) and len(ledgers()[0].read_text().splitlines()) >= 4, 300)
-            downtime = services.collector.restart()
+            rows_done = lambda: len(ledgers()[0].read_text().splitlines()) if ledgers() else 0  # noqa: E731
+            wait_until(lambda: rows_done() >= 4 and agent.seen >= 6, 300, what="4 rollouts done, 2 held")
+            assert rows_done() == 4
+            began = time.monotonic()
+            down_at = time.time()
+            services.collector.stop()
+            agent.released.set()
+            wait_until(lambda: agent.answered >= 6, 30, what="the held replies sent")
+            # The two rollouts end and try to export while nothing listens; 2 s is well within the
+            # exporter's 10 s of retries, and long enough for a loaded runner to end its spans.
+            time.sleep(2.0)
+            up_at = time.time()
+            services.collector.start()
+            services.collector.wait_ready()
+            downtime = time.monotonic() - began
             assert proc.wait(timeout=900) == 0, (tmp_path / "train.log").read_text()[-4000:]
         finally:
+            agent.released.set()
             if proc.poll() is None:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
             log.close()
         summary = json.loads((out / "summary.json").read_text())
         rows = ledger(out, summary["run_id"])
         exported = sum(r["spans"] for r in rows)
-        in_store = sum(len(own_spans(store_spans(services.store_url, r["rollout_id"]))) for r in rows)
-        time.sleep(2)  # Jaeger's exporter queue
+        spans = spans_of(services.store_url, [r["rollout_id"] for r in rows])
+        in_store = sum(len(own_spans(s)) for s in spans.values())
+        wait_until(
+            lambda: len(jaeger_spans(services.jaeger_query_url, SERVICE)) >= exported, 30, what="Jaeger caught up"
+        )
         in_jaeger = len(jaeger_spans(services.jaeger_query_url, SERVICE))
+    ended_while_down = [
+        rid
+        for rid, s in spans.items()
+        if any(x.name == "math_rollout" and x.end_time is not None and down_at < x.end_time < up_at for x in s)
+    ]
     print(
-        f"collector restarted ({downtime:.1f}s down): exported {exported}, lost in store {exported - in_store}, "
-        f"lost in Jaeger {exported - in_jaeger}, APO reads incomplete {summary['apo_span_reads']['incomplete']}"
+        f"collector down {downtime:.1f}s while {len(ended_while_down)} rollouts ended: exported {exported}, "
+        f"lost in store {exported - in_store}, lost in Jaeger {exported - in_jaeger}, "
+        f"APO reads incomplete {summary['apo_span_reads']['incomplete']}"
     )
-    assert summary["rollouts"] == len(rows) > 0
+    assert len(ended_while_down) == 2
+    assert summary["rollouts"] == len(rows) == EXPECTED_ROLLOUTS
+    assert exported == EXPECTED_ROLLOUTS * SPANS_PER_ROLLOUT
     assert in_store == exported
     assert in_jaeger == exported

@@ -1,8 +1,10 @@
 """Scale-out: a training with RUNNERS=0 and separate ``apo-trainer runner`` processes on one store.
 
 The end-to-end test is the same arrangement as the compose stack's ``runner`` service, on
-loopback: a real ``agl store``, one embedded model server shared by everyone, a training that only
-runs the algorithm, and two runner processes that take its rollouts.
+loopback. Real: an ``agl store``, a training that only runs the algorithm, and two runner processes
+(Agno agent included) that take its rollouts. Scripted: the LLM everyone shares, one
+``trainer.testing`` server for both roles, with an always-right agent and an optimizer whose two
+edits differ, so the training's rollouts are exactly APO's planned count.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import pytest
 
 from tests.support.pipeline import agl_store
 from tests.support.trainer_cli import TINY, clean_env, run_trainer
+from trainer.apo.plan import expected_rollouts
 from trainer.config import ConfigError, Settings
 from trainer.data.problems import MathTask
+from trainer.data.splits import load_splits
+from trainer.math_task import SEED_PROMPT
 from trainer.records.ledger import RunLedgers
-from trainer.serving.embedded_llm import EmbeddedLLM
-from trainer.testing import closed_port
+from trainer.testing import ScriptedLLM, ScriptedOptimizer, closed_port, perfect_agent, route
 from trainer.training.runner import check_runner_settings
 from trainer.training.train import for_run, new_run_id
 
@@ -104,18 +108,39 @@ def test_training_with_zero_runners_and_no_store_fails_before_any_work(tmp_path:
 # --------------------------------------------------------------------------- two runners, one training
 
 
+AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
+FLAGS = dict(zip(TINY[::2], TINY[1::2], strict=True))
+SETTINGS = Settings(
+    _env_file=None, algorithm="apo", **{flag[2:].replace("-", "_"): value for flag, value in FLAGS.items()}
+)
+SPLITS = load_splits(None, SETTINGS.train_size, SETTINGS.val_size, SETTINGS.test_size, SETTINGS.seed)
+# A reply takes this long: a runner is busy for a while with each rollout, so both take some.
+REPLY_LATENCY_S = 0.5
+
+
 @pytest.fixture(scope="module")
 def shared_llm() -> Iterator[str]:
-    with EmbeddedLLM(parallel=4, threads=os.cpu_count() or 2) as llm:
+    optimizer = ScriptedOptimizer(
+        "- Check the arithmetic once.", [f"{SEED_PROMPT} Check once.", f"{SEED_PROMPT} Be brief."]
+    )
+    agent = perfect_agent([*SPLITS.train, *SPLITS.val, *SPLITS.test])
+    script = route(agent=agent, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
+    with ScriptedLLM(script, latency=REPLY_LATENCY_S) as llm:
         yield llm.base_url
 
 
-@pytest.mark.llm
 @pytest.mark.slow
 def test_external_runners_do_the_rollouts_of_a_training(tmp_path: Path, shared_llm: str) -> None:
     out = tmp_path / "out"
     with agl_store(tmp_path) as store, ExitStack() as stack:
-        env = {"OPENAI_BASE_URL": shared_llm, "STORE_URL": store.url, "OUTPUT_DIR": str(out)}
+        env = {
+            "OPENAI_BASE_URL": shared_llm,
+            "AGENT_MODEL": AGENT_MODEL,
+            "GRADIENT_MODEL": GRADIENT_MODEL,
+            "EDIT_MODEL": EDIT_MODEL,
+            "STORE_URL": store.url,
+            "OUTPUT_DIR": str(out),
+        }
         runners = [stack.enter_context(runner_process(tmp_path / f"runner-{i}.log", env)) for i in range(2)]
 
         def runner_logs() -> str:
@@ -124,13 +149,17 @@ def test_external_runners_do_the_rollouts_of_a_training(tmp_path: Path, shared_l
         # The last --runners wins: the training starts no runner process of its own.
         result = run_trainer(["train", *TINY, "--runners", "0", "--output", str(out)], cwd=tmp_path, **env)
         assert result.returncode == 0, f"{result.stderr[-4000:]}\n{runner_logs()}"
-        assert "rollouts wait in" in result.stderr
 
         summary = json.loads((out / "summary.json").read_text())
         rows = [json.loads(x) for x in (out / "runs" / summary["run_id"] / "rollouts.jsonl").read_text().splitlines()]
         assert len(rows) == summary["rollouts"] > 0
+        # Both candidates differ and are evaluated: exactly APO's planned rollouts, all by the runners.
+        assert len(rows) == expected_rollouts(SETTINGS, SPLITS)["training_rollouts"] == 34
+        assert Counter((r["status"], r["reward"]) for r in rows) == {("ok", 1.0): 34}
+        assert (summary["candidates"], summary["best_val_score"], summary["best_test_score"]) == (2, 1.0, 1.0)
         by_runner = Counter(row["runner"] for row in rows)
         assert {name.rsplit(":", 1)[1] for name in by_runner} == {str(p.pid) for p in runners}, by_runner
+        assert sum(by_runner.values()) == 34
         print(f"rollouts by runner process: {dict(by_runner)}")
 
         # Runners outlive a training; SIGTERM (what `docker stop` sends) ends them cleanly.
@@ -138,6 +167,8 @@ def test_external_runners_do_the_rollouts_of_a_training(tmp_path: Path, shared_l
         for p in runners:
             p.send_signal(signal.SIGTERM)
         assert [p.wait(timeout=60) for p in runners] == [0, 0], runner_logs()
+    # Last, so that everything above is checked even while the trainer does not say it (yet).
+    assert "rollouts wait in" in result.stderr
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """Trainings that go wrong: failing optimizer calls, a killed trainer, resuming after it.
 
-The agent runs on the embedded model; the optimizer endpoint is a loopback stand-in for a hosted
-OpenAI-compatible API (the one thing a user brings), scripted to fail the way hosted APIs do.
+Real: the trainer CLI with its in-process store, runner processes, Agno agent, APO and prompt DB.
+Scripted: the LLM, both roles on one ``trainer.testing`` server (what a user brings as a hosted
+OpenAI-compatible API), failing the way hosted APIs do. Its deterministic agent and optimizer make
+every count exact: rollouts, candidates, failed branches, scores and the killed run's state.
 """
 
 from __future__ import annotations
@@ -15,19 +17,67 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.trainer_cli import TINY, assert_critique_shows_conversations, clean_env, run_trainer
+from trainer.apo.plan import expected_rollouts
+from trainer.config import Settings
+from trainer.data.splits import load_splits
 from trainer.math_task import SEED_PROMPT as DEFAULT_SEED_PROMPT
 from trainer.records.prompt_db import PromptDB
-from trainer.testing import CONTEXT_OVERFLOW, OVERLOADED, Reply, ScriptedLLM, chat_completion
+from trainer.testing import (
+    CONTEXT_OVERFLOW,
+    OVERLOADED,
+    Behaviour,
+    Reply,
+    ScriptedLLM,
+    ScriptedOptimizer,
+    agent_when,
+    is_probe,
+    perfect_agent,
+    prompt_contains,
+    route,
+)
 
-pytestmark = [pytest.mark.llm, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
+AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
 EDITED = "You solve math word problems. Think in one short line, then end with: The answer is <number>."
+CRITIQUE = "- End with 'The answer is N'.\n- Keep the working to one line."
+HINT = "Check the arithmetic once before answering."
+HINTED = f"{DEFAULT_SEED_PROMPT} {HINT}"
+UNHINTED = f"{DEFAULT_SEED_PROMPT} Keep units out of the final number."
+
+FLAGS = dict(zip(TINY[::2], TINY[1::2], strict=True))
+
+
+def tiny_settings(**changes: Any) -> Settings:
+    return Settings(
+        _env_file=None, algorithm="apo", **{f[2:].replace("-", "_"): v for f, v in FLAGS.items()}, **changes
+    )
+
+
+SETTINGS = tiny_settings()
+SPLITS = load_splits(None, SETTINGS.train_size, SETTINGS.val_size, SETTINGS.test_size, SETTINGS.seed)
+TASKS = [*SPLITS.train, *SPLITS.val, *SPLITS.test]
+TRAIN_QUESTIONS = {" ".join(t["question"].split()) for t in SPLITS.train}
+
+
+def scripted_env(llm: ScriptedLLM) -> dict[str, str]:
+    return {
+        "OPENAI_BASE_URL": llm.base_url,
+        "AGENT_MODEL": AGENT_MODEL,
+        "GRADIENT_MODEL": GRADIENT_MODEL,
+        "EDIT_MODEL": EDIT_MODEL,
+    }
+
+
+def ledger_rows(out: Path, run_id: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (out / "runs" / run_id / "rollouts.jsonl").read_text().splitlines() if x]
 
 
 def test_failed_optimizer_calls_cost_only_their_branch(tmp_path: Path) -> None:
@@ -36,28 +86,27 @@ def test_failed_optimizer_calls_cost_only_their_branch(tmp_path: Path) -> None:
     the run is not."""
     calls: list[dict[str, Any]] = []
     lock = threading.Lock()
+    optimizer = ScriptedOptimizer(CRITIQUE, [EDITED])
 
-    def script(request: dict[str, Any]) -> Reply:
-        if request.get("max_tokens") == 8:  # the startup probe
-            return Reply()
+    def flaky(request: dict[str, Any]) -> Reply:
+        if is_probe(request):
+            return optimizer(request)
         with lock:
             calls.append(request)
             n = len(calls)
         if n == 1:
             return Reply(503, OVERLOADED)
-        if n == 2:
-            return Reply(200, chat_completion("- End with 'The answer is N'.\n- Keep the working to one line."))
-        if n == 3:
-            return Reply(200, chat_completion(EDITED))
-        return Reply(400, CONTEXT_OVERFLOW)
+        if n >= 4:
+            return Reply(400, CONTEXT_OVERFLOW)
+        return optimizer(request)
 
+    script = route(agent=perfect_agent(TASKS), optimizer=flaky, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
     with ScriptedLLM(script) as fake:
         result = run_trainer(
             ["train", *TINY, "--output", str(tmp_path)],
             cwd=tmp_path,
-            OPTIMIZER_BASE_URL=fake.base_url,
+            **scripted_env(fake),
             OPTIMIZER_API_KEY="sk-test-optimizer",
-            GRADIENT_MODEL="fake-model",
             OPTIMIZER_MAX_TOKENS="300",
         )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -65,16 +114,58 @@ def test_failed_optimizer_calls_cost_only_their_branch(tmp_path: Path) -> None:
     assert summary["failed_optimizer_branches"] == 1
     assert summary["candidates"] == 1 and summary["candidates_rejected"] == 0
     assert len(calls) == 4, [c["messages"][-1]["content"][:80] for c in calls]
+    assert [c["model"] for c in calls] == [GRADIENT_MODEL, GRADIENT_MODEL, EDIT_MODEL, GRADIENT_MODEL]
+    assert calls[0] == calls[1], "the 503 was not retried with the same request"
+    assert optimizer.kinds == ["gradient", "edit"]  # what got through: the first branch only
     # Stock APO sends no output limit; every optimizer call must carry ours.
     assert all(c.get("max_tokens") == 300 for c in calls)
+    usage = summary["tokens"]["optimizer"]
+    # The SDK retried the 503 inside one call; the 400 is a failed call of its own.
+    assert (usage[f"gradient:{GRADIENT_MODEL}"]["calls"], usage[f"gradient:{GRADIENT_MODEL}"]["failures"]) == (1, 1)
+    assert (usage[f"edit:{EDIT_MODEL}"]["calls"], usage[f"edit:{EDIT_MODEL}"]["failures"]) == (1, 0)
     with PromptDB(tmp_path / "prompts.db") as prompts:
         records = prompts.list(summary["run_id"])
+    assert [(p.label, p.round) for p in records] == [("v0", 0), ("v1", 1)]
     candidate = next(p for p in records if p.round == 1)
     assert candidate.template == EDITED
     assert candidate.status == "scored" and candidate.val_n == 6
+    assert candidate.val_score == 1.0 and records[0].val_score == 1.0  # the agent is always right
+    # The lost branch's candidate never runs its val batch: one batch fewer than APO's bound.
+    rows = ledger_rows(tmp_path, summary["run_id"])
+    assert len(rows) == summary["rollouts"] == expected_rollouts(SETTINGS, SPLITS)["training_rollouts"] - 6 == 28
+    assert Counter((r["mode"], r["prompt_version"]) for r in rows) == {
+        ("val", "v0"): 18,  # baseline, beam member, beam leader rescored
+        ("train", "v0"): 4,  # both branches' critique batches: the second ran before its critique failed
+        ("val", "v1"): 6,
+    }
     assert "optimizer call failed" in result.stderr and "branch dropped" in result.stderr
     assert "sk-test-optimizer" not in result.stderr + result.stdout
-    assert_critique_shows_conversations(calls[0], tmp_path, summary["run_id"])
+    shown = assert_critique_shows_conversations(calls[0], tmp_path, summary["run_id"])
+    first_batch = [r for r in rows if r["mode"] == "train"][: SETTINGS.gradient_batch_size]
+    assert shown == {r["task_id"] for r in first_batch}  # the first branch's batch, all of it
+
+
+class HoldRoundTwo:
+    """The agent, with round 2's critique rollouts held: those are the only train questions asked
+    with HINTED, which becomes the best prompt in round 1. The hold pins the kill to one state."""
+
+    def __init__(self, agent: Behaviour, hold_s: float = 25.0) -> None:
+        self.agent, self.hold_s = agent, hold_s
+        self.held = 0
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def __call__(self, request: dict[str, Any]) -> Reply:
+        if not is_probe(request):
+            system, question = (m.get("content") or "" for m in request["messages"][:2])
+            if HINT in system and " ".join(question.split()) in TRAIN_QUESTIONS:
+                with self._lock:
+                    self.held += 1
+                self._release.wait(self.hold_s)
+        return self.agent(request)
 
 
 def _wait_for(predicate: Any, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -83,52 +174,70 @@ def _wait_for(predicate: Any, timeout: float, proc: subprocess.Popen[bytes]) -> 
         if predicate():
             return
         assert proc.poll() is None, "training exited before the point the test waits for"
-        time.sleep(0.5)
+        time.sleep(0.2)
     pytest.fail(f"condition not reached within {timeout:.0f}s")
 
 
 def test_killed_training_keeps_everything_scored_and_resumes(tmp_path: Path) -> None:
+    """Killed in round 2 of 3, with its two critique rollouts in flight: round 1 is complete and
+    found HINTED (val 1.0 against the seed's 0.0); --resume must start from it."""
     args = [*TINY]
     args[args.index("--iterations") + 1] = "3"
-    log = (tmp_path / "train.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainer", "train", *args, "--output", str(tmp_path)],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # so the kill reaches runners and the model server too
-    )
-    try:
-        # Wait until the seed is scored and a round is under way, then pull the plug.
-        _wait_for(lambda: (tmp_path / "best_prompt.json").exists(), 300, proc)
-        ledgers = list((tmp_path / "runs").glob("*/rollouts.jsonl"))
-        _wait_for(lambda: sum(1 for _ in ledgers[0].open()) >= 8, 300, proc)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        log.close()
+    agent = HoldRoundTwo(agent_when(TASKS, prompt_contains(HINT)))
+    optimizer = ScriptedOptimizer(CRITIQUE, [HINTED, UNHINTED])
+    script = route(agent=agent, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
+    with ScriptedLLM(script) as llm:
+        log = (tmp_path / "train.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainer", "train", *args, "--output", str(tmp_path)],
+            cwd=tmp_path,
+            env=clean_env(**scripted_env(llm)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so the kill reaches the runners too
+        )
+        try:
+            # Round 1 done (the best is HINTED's v1) and round 2's critique batch asked: pull the plug.
+            best_json = tmp_path / "best_prompt.json"
+            _wait_for(lambda: best_json.exists() and json.loads(best_json.read_text())["label"] == "v1", 300, proc)
+            _wait_for(lambda: agent.held == SETTINGS.gradient_batch_size, 60, proc)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            log.close()
+            agent.release()
 
-    db = tmp_path / "prompts.db"
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    with PromptDB(db) as prompts:
-        run = prompts.runs()[-1]
-        best = prompts.best(run.run_id)
-        seed = next(p for p in prompts.list(run.run_id) if p.round == 0)
-    assert run.status not in ("completed", "failed")  # killed: nobody got to record an ending
-    assert seed.val_score is not None and seed.val_n == 6
-    assert best is not None
-    text = (tmp_path / "best_prompt.txt").read_text()
-    meta = json.loads((tmp_path / "best_prompt.json").read_text())
-    assert text == best.template and meta["id"] == best.id
-    assert meta["template_sha256"] == hashlib.sha256(text.encode()).hexdigest()
-    assert not list(tmp_path.glob(".*tmp*")), "a temp file survived the kill"
+        db = tmp_path / "prompts.db"
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        with PromptDB(db) as prompts:
+            run = prompts.runs()[-1]
+            best = prompts.best(run.run_id)
+            killed = prompts.list(run.run_id)
+            seed = next(p for p in killed if p.round == 0)
+        assert run.status not in ("completed", "failed")  # killed: nobody got to record an ending
+        assert seed.val_score is not None and seed.val_n == 6
+        assert best is not None
+        # Everything scored before the kill is there, and nothing of round 2 yet.
+        assert [(p.label, p.template, p.status, p.val_score, p.val_n, p.is_best) for p in killed] == [
+            ("v0", DEFAULT_SEED_PROMPT, "scored", 0.0, 6, False),
+            ("v1", HINTED, "scored", 1.0, 6, True),
+            ("v2", UNHINTED, "scored", 0.0, 6, False),
+        ]
+        rows = ledger_rows(tmp_path, run.run_id)
+        assert len(rows) == 34  # seed 6 + round 1's 4 train, 18 val and 6 for the new leader
+        text = (tmp_path / "best_prompt.txt").read_text()
+        meta = json.loads((tmp_path / "best_prompt.json").read_text())
+        assert text == best.template and meta["id"] == best.id
+        assert meta["template_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+        assert not list(tmp_path.glob(".*tmp*")), "a temp file survived the kill"
 
-    # --resume picks the killed run's best prompt as the new seed.
-    resumed = run_trainer(
-        ["train", *TINY, "--algorithm", "baseline", "--resume", "--output", str(tmp_path)], cwd=tmp_path
-    )
+        # --resume picks the killed run's best prompt as the new seed.
+        resumed = run_trainer(
+            ["train", *TINY, "--algorithm", "baseline", "--resume", "--output", str(tmp_path)],
+            cwd=tmp_path,
+            **scripted_env(llm),
+        )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     with PromptDB(db) as prompts:
@@ -138,3 +247,6 @@ def test_killed_training_keeps_everything_scored_and_resumes(tmp_path: Path) -> 
     assert summary["candidates"] == 0 and summary["rollouts"] == 6  # baseline: the val split once
     assert len(runs) == 2 and runs[-1].status == "completed"
     assert best.template == DEFAULT_SEED_PROMPT or best.round > 0
+    assert (best.label, best.round, best.template) == ("v1", 1, HINTED)
+    # The resumed seed holds the hint: the agent is right on every val and test problem.
+    assert (summary["seed_val_score"], summary["seed_test_score"]) == (1.0, 1.0)

@@ -50,6 +50,7 @@ class EmbeddedLLM:
         ctx: int = 8192,
         threads: int = 2,
         cache_ram_mib: int = 256,
+        cache_prompt: bool = True,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -57,6 +58,7 @@ class EmbeddedLLM:
         self.ctx = ctx
         self.threads = threads
         self.cache_ram_mib = cache_ram_mib
+        self.cache_prompt = cache_prompt
         self._server: Any = None
 
     @classmethod
@@ -68,6 +70,7 @@ class EmbeddedLLM:
             ctx=settings.embedded_llm_ctx,
             threads=settings.embedded_llm_threads,
             cache_ram_mib=settings.embedded_llm_cache_ram,
+            cache_prompt=settings.embedded_llm_cache_prompt,
         )
 
     @property
@@ -97,6 +100,7 @@ class EmbeddedLLM:
         # Prompts evicted from the slots are kept in host memory up to this size; bounded, since
         # llama.cpp's default (8 GiB) grows until a container's memory limit stops it.
         params.cache_ram_mib = self.cache_ram_mib
+        params.cache_prompt = self.cache_prompt  # the default of requests that do not say
         params.endpoint_metrics = True
         params.verbosity = 0
         started = time.monotonic()
@@ -168,6 +172,7 @@ class EmbeddedLLMProcess:
             "--llm-host", self.host, "--llm-port", str(self.port),
             "--llm-parallel", str(s.embedded_llm_parallel), "--llm-ctx", str(s.embedded_llm_ctx),
             "--llm-threads", str(s.embedded_llm_threads), "--llm-cache-ram", str(s.embedded_llm_cache_ram),
+            "--llm-cache-prompt" if s.embedded_llm_cache_prompt else "--no-llm-cache-prompt",
         ]  # fmt: skip
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")

@@ -8,6 +8,7 @@ environment cannot change it.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from trainer.agent.template import TEMPLATE_ENGINE
@@ -16,6 +17,8 @@ from trainer.serving.probes import free_port
 
 if TYPE_CHECKING:
     import agentlightning as agl
+
+logger = logging.getLogger(__name__)
 
 
 def lightning_trainer(settings: Settings, *, algorithm: Any | None, seed_prompt: str | None = None) -> agl.Trainer:
@@ -29,6 +32,8 @@ def lightning_trainer(settings: Settings, *, algorithm: Any | None, seed_prompt:
     if settings.store_url:
         extra["store"] = agl.LightningStoreClient(settings.store_url)
         strategy = agl.ClientServerExecutionStrategy(role=role, n_runners=max(settings.runners, 1), managed_store=False)
+        if role == "algorithm":
+            logger.info("RUNNERS=0: rollouts wait in %s for `apo-trainer runner` processes", settings.store_url)
     else:
         strategy = agl.ClientServerExecutionStrategy(
             role=role,

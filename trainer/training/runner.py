@@ -50,6 +50,8 @@ def run_runners(settings: Settings) -> None:
     """Run RUNNERS runner processes against STORE_URL until interrupted."""
     store_url = check_runner_settings(settings)
     check_store(store_url)
+    import agentlightning  # noqa: F401  (first, so that quiet_libraries() comes after litellm's logging setup)
+
     from trainer.logs import quiet_libraries
     from trainer.training.lightning import lightning_trainer
     from trainer.training.rollout import make_rollout

@@ -227,10 +227,30 @@ def score_on_test(
     return TestResults(seed, best, seed_eval, best_eval)
 
 
+def start_run(prompts: PromptDB, settings: Settings, run_id: str, prep: Preparation, endpoints: Endpoints) -> None:
+    prompts.start_run(run_id, settings.algorithm, {**settings.public_dict(), "seed_prompt_source": prep.seed_source})
+    logger.info(
+        "run %s: %s, %d rounds, splits %d/%d/%d, agent %s, seed prompt from %s",
+        run_id, settings.algorithm, rounds_of(settings), len(prep.splits.train), len(prep.splits.val),
+        len(prep.splits.test), endpoints.agent.model, prep.seed_source,
+    )  # fmt: skip
+
+
+def observe_test(metrics: TrainerMetrics, results: TestResults, agent_model: str) -> None:
+    """The test split's rollouts run in this process, outside the ledger: their metrics are added here."""
+    for evaluation in {id(e): e for e in (results.seed_eval, results.best_eval)}.values():
+        for outcome in evaluation.outcomes:
+            metrics.observe_llm("agent", agent_model, outcome.input_tokens, outcome.output_tokens, outcome.llm_seconds)
+    metrics.test_score.labels(prompt="seed").set(results.seed_eval.score.value)
+    metrics.test_score.labels(prompt="best").set(results.best_eval.score.value)
+
+
 def train(settings: Settings, console: Console) -> Summary:
     """Run one training; returns the summary (also written to OUTPUT_DIR/summary.json)."""
     prep = prepare(settings)
     # Heavy imports (Agent Lightning pulls ~150 packages) only once we know we will train.
+    import agentlightning  # noqa: F401  (first, so that quiet_libraries() comes after litellm's logging setup)
+
     from trainer.logs import quiet_libraries
 
     quiet_libraries()  # litellm, imported with Agent Lightning, resets its loggers
@@ -256,14 +276,7 @@ def train(settings: Settings, console: Console) -> Summary:
         endpoints = start_endpoints(settings, stack)
         probe_endpoints(endpoints)
         prompts = stack.enter_context(PromptDB(settings.prompt_db_path))
-        prompts.start_run(
-            run_id, settings.algorithm, {**settings.public_dict(), "seed_prompt_source": prep.seed_source}
-        )
-        logger.info(
-            "run %s: %s, %d rounds, splits %d/%d/%d, agent %s, seed prompt from %s",
-            run_id, settings.algorithm, rounds_of(settings), len(prep.splits.train), len(prep.splits.val),
-            len(prep.splits.test), endpoints.agent.model, prep.seed_source,
-        )  # fmt: skip
+        start_run(prompts, settings, run_id, prep, endpoints)
         metrics = start_metrics(settings, run_id, endpoints)
         metrics_server = start_metrics_server(metrics, settings)
         if metrics_server is not None:
@@ -290,12 +303,7 @@ def train(settings: Settings, console: Console) -> Summary:
                     val_dataset=for_run(prep.splits.val, run_id),
                 )
             results = score_on_test(prompts, run_id, prep.splits.test, rollout_config, settings)
-            for evaluation in {id(e): e for e in (results.seed_eval, results.best_eval)}.values():
-                for outcome in evaluation.outcomes:
-                    metrics.observe_llm("agent", endpoints.agent.model, outcome.input_tokens,
-                                        outcome.output_tokens, outcome.llm_seconds)  # fmt: skip
-            metrics.test_score.labels(prompt="seed").set(results.seed_eval.score.value)
-            metrics.test_score.labels(prompt="best").set(results.best_eval.score.value)
+            observe_test(metrics, results, endpoints.agent.model)
             summary = build_summary(
                 settings, run_id, prep, endpoints, prompts, results, ledger, progress.snapshot(), usage,
                 wall_seconds=time.monotonic() - started, expected_rollouts=expected,
