@@ -31,21 +31,18 @@ import threading
 import time
 from typing import Any
 
+from tests.support.jaeger import jaeger_spans
 from tests.support.pipeline import (
     Pipeline,
-    RolloutRef,
     SentSpan,
     SpanSender,
     SpanSpec,
     collector_counters,
-    enqueue_rollouts,
-    jaeger_spans,
     missing_binaries,
     pipeline,
     prom_metric,
-    store_client,
-    store_statistics,
 )
+from tests.support.store import RolloutRef, enqueue_rollouts, store_client, store_statistics
 
 CHILDREN = 3  # spans per trace = 1 + CHILDREN
 TICK = 0.02  # pacing granularity of the sender (s)

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from tests.support import REPO
-from trainer.config import EMBEDDED_MODEL_NAME, Settings
+from tests.support.env import clean_env
+from trainer.config import EMBEDDED_MODEL_NAME
 from trainer.testing import ScriptedLLM, closed_port
 
 REPO_ROOT = REPO
@@ -59,10 +60,7 @@ def norm(text: str) -> str:
 
 
 def base_env() -> dict[str, str]:
-    settings = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings and not k.upper().startswith("OPENAI_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    return env
+    return clean_env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
 
 
 @dataclass

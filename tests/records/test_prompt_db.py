@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
+from tests.support.env import clean_env
 from trainer.records.files import atomic_write_text
 from trainer.records.prompt_db import PromptDB, PromptDBError
 from trainer.records.schema import SCHEMA_VERSION
@@ -40,9 +41,7 @@ def _raw(db_path: Path) -> sqlite3.Connection:
 
 
 def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
+    return clean_env(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 
 
 # -- opening, schema, persistence -------------------------------------------

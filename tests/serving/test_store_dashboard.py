@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.pipeline import StoreServer, agl_store, store_statistics
-from tests.support.trainer_cli import clean_env
+from tests.support.env import trainer_env
+from tests.support.pipeline import StoreServer, agl_store
+from tests.support.store import store_statistics
 from trainer.serving.store_dashboard import ReadOnlyProxy
 from trainer.testing import closed_port
 
@@ -101,7 +102,7 @@ def test_upstream_must_be_a_url() -> None:
 def test_cli_without_store_url_names_the_setting(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "trainer", "store-dashboard"],
-        env=clean_env(), capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env=trainer_env(), capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "needs STORE_URL (--store-url)" in " ".join(proc.stderr.split())

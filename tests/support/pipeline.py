@@ -6,9 +6,7 @@ when its context manager exits, failure or not:
     with agl_store() as store, jaeger() as jg, collector(store.url, jg.otlp_grpc) as col:
         ...
 
-or all three at once with ``pipeline()`` / the session fixture ``pipeline_services`` (import it into
-a test module: ``from tests.support.pipeline import pipeline_services_fixture``; the fixture's name is
-``pipeline_services``).
+or all three at once with ``pipeline()`` / the session fixture ``pipeline_services`` (tests/conftest.py).
 
 Binaries: ``.cache/bin/otelcol`` (collector/manifest.yaml) and ``.cache/bin/jaeger`` (Jaeger v2
 all-in-one), built by ``make binaries``. Jaeger runs with ``tests/support/jaeger-config.yaml`` (every port
@@ -38,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from opentelemetry import trace as trace_api
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
@@ -53,21 +50,9 @@ from opentelemetry.sdk.trace.export import (
 
 from tests.support import REPO
 from tests.support.env import clean_env
-
-# Transitional re-exports (redundant aliases mark them as such): their home is the module named.
-from tests.support.jaeger import jaeger_parent as jaeger_parent
-from tests.support.jaeger import jaeger_services as jaeger_services
-from tests.support.jaeger import jaeger_spans as jaeger_spans
-from tests.support.jaeger import jaeger_tag as jaeger_tag
-from tests.support.jaeger import jaeger_traces as jaeger_traces
 from tests.support.net import free_port, http_get, http_ok
-from tests.support.requirements import problem, require
+from tests.support.requirements import problem
 from tests.support.store import RolloutRef
-from tests.support.store import enqueue_rollouts as enqueue_rollouts
-from tests.support.store import store_client as store_client
-from tests.support.store import store_spans as store_spans
-from tests.support.store import store_statistics as store_statistics
-from tests.support.waiting import wait_until as wait_until
 
 BIN_DIR = REPO / ".cache" / "bin"
 OTELCOL_BIN = BIN_DIR / "otelcol"
@@ -88,10 +73,6 @@ START_ATTEMPTS = 3
 
 
 # --------------------------------------------------------------------------- binaries
-
-
-def require_binaries() -> None:
-    require("otelcol")
 
 
 class ManagedProcess:
@@ -469,14 +450,6 @@ def pipeline(log_dir: Path | None = None, collector_log_level: str = "info") -> 
         finally:
             for server in reversed(started):
                 server.stop()
-
-
-@pytest.fixture(scope="session", name="pipeline_services")
-def pipeline_services_fixture() -> Iterator[Pipeline]:
-    """Session-wide store + Jaeger + collector; all stopped at the end of the session, even on failure."""
-    require_binaries()
-    with pipeline() as p:
-        yield p
 
 
 # --------------------------------------------------------------------------- Prometheus text format

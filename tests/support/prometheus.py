@@ -56,10 +56,6 @@ class PromQLError(RuntimeError):
     """Prometheus refused an expression (bad syntax, bad function...); the message is its error text."""
 
 
-def require_prometheus() -> None:
-    require("prometheus")
-
-
 def render_config(
     targets: Mapping[str, Sequence[str]], source: Path = PROMETHEUS_CONFIG, self_address: str | None = None
 ) -> dict[str, Any]:
@@ -216,7 +212,7 @@ def prometheus(
     Skips (or fails in CI) when the binary is missing. Retries on fresh ports if another process
     took the chosen one between ``free_port`` and the bind.
     """
-    require_prometheus()
+    require("prometheus")
     with contextlib.ExitStack() as stack:
         if work_dir is None:
             work_dir = Path(tempfile.mkdtemp(prefix="prometheus-"))

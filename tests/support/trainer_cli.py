@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.env import trainer_env
+from trainer.config import Settings
+from trainer.data.splits import load_splits
 from trainer.math_task import SEED_PROMPT as DEFAULT_SEED_PROMPT
+from trainer.testing import ScriptedLLM
 
 TINY = [
     "--iterations", "1", "--beam-width", "1", "--branch-factor", "2",
@@ -20,6 +23,30 @@ TINY = [
     "--val-size", "6", "--val-batch-size", "6", "--test-size", "6",
     "--runners", "2", "--seed", "11",
 ]  # fmt: skip
+
+# The scripted model's three roles, told apart by model name (trainer.testing.route).
+AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
+
+
+def tiny_settings(**changes: Any) -> Settings:
+    """The settings a ``train *TINY`` run has (no .env, no environment), with ``changes``."""
+    flags = dict(zip(TINY[::2], TINY[1::2], strict=True))
+    return Settings(
+        _env_file=None, algorithm="apo", **{f[2:].replace("-", "_"): v for f, v in flags.items()}, **changes
+    )
+
+
+TINY_SETTINGS = tiny_settings()
+TINY_SPLITS = load_splits(
+    None, TINY_SETTINGS.train_size, TINY_SETTINGS.val_size, TINY_SETTINGS.test_size, TINY_SETTINGS.seed
+)
+TINY_TASKS = [*TINY_SPLITS.train, *TINY_SPLITS.val, *TINY_SPLITS.test]
+
+
+def scripted_env(llm: ScriptedLLM) -> dict[str, str]:
+    """A trainer's environment with every LLM role on the scripted server ``llm``."""
+    return {"OPENAI_BASE_URL": llm.base_url, "AGENT_MODEL": AGENT_MODEL, "GRADIENT_MODEL": GRADIENT_MODEL,
+            "EDIT_MODEL": EDIT_MODEL}  # fmt: skip
 
 
 def run_trainer(args: list[str], cwd: Path, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
@@ -71,12 +98,3 @@ def assert_critique_shows_conversations(critique: dict[str, Any], out: Path, run
     for row in shown:
         assert shows(row["reply"]), f"the critique shows task {row['task_id']} without the agent's answer"
     return {row["task_id"] for row in shown}
-
-
-def _fragment(value: str) -> str:
-    """A piece of ``value`` that survives any quoting: no quotes, backslashes or line breaks."""
-    return re.split(r'[\n"\\]', value.strip())[0][:60]
-
-
-# The name the trainer tests import (one environment for every process under test: tests/support/env.py).
-clean_env = trainer_env

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.jaeger import jaeger_parent, jaeger_services, jaeger_spans, jaeger_tag
 from tests.support.pipeline import (
     COLLECTOR_CONFIG,
     OTELCOL_BIN,
@@ -34,23 +35,15 @@ from tests.support.pipeline import (
     ROLLOUT_ATTR,
     CollectorCounters,
     Pipeline,
-    RolloutRef,
     SentSpan,
     SpanSender,
     SpanSpec,
     collector_counters,
-    enqueue_rollouts,
-    jaeger_parent,
-    jaeger_services,
-    jaeger_spans,
-    jaeger_tag,
-    pipeline_services_fixture,  # noqa: F401  (the session fixture `pipeline_services`)
     prom_metric,
     prom_samples,
     send_spans,
-    store_spans,
-    store_statistics,
 )
+from tests.support.store import RolloutRef, enqueue_rollouts, store_spans, store_statistics
 
 pytestmark = [pytest.mark.otelcol, pytest.mark.slow]
 

@@ -37,16 +37,9 @@ import yaml
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import Status, StatusCode
 
-from tests.support.pipeline import (
-    ATTEMPT_ATTR,
-    REPO,
-    ROLLOUT_ATTR,
-    Pipeline,
-    SpanSender,
-    http_get,
-    pipeline,
-    store_client,
-)
+from tests.support import REPO
+from tests.support.net import http_get
+from tests.support.pipeline import ATTEMPT_ATTR, ROLLOUT_ATTR, Pipeline, SpanSender, pipeline
 from tests.support.prometheus import (
     PROMETHEUS_CONFIG,
     PROMTOOL_BIN,
@@ -55,6 +48,7 @@ from tests.support.prometheus import (
     prometheus,
     render_config,
 )
+from tests.support.store import store_client
 from trainer.telemetry import metric_contract as mc
 
 pytestmark = pytest.mark.slow

@@ -20,27 +20,21 @@ import pytest
 
 from tests.support.pipeline import pipeline
 from tests.support.prometheus import PrometheusServer, hostport, prometheus
-from tests.support.trainer_cli import TINY, run_trainer
+from tests.support.trainer_cli import AGENT_MODEL, EDIT_MODEL, GRADIENT_MODEL, TINY, run_trainer
+from tests.support.trainer_cli import TINY_SETTINGS as SETTINGS
+from tests.support.trainer_cli import TINY_SPLITS as SPLITS
+from tests.support.trainer_cli import TINY_TASKS as TASKS
 from tests.telemetry.test_dashboards import _has_finite, training_panel_exprs
 from trainer.apo.plan import expected_rollouts
-from trainer.config import Settings
-from trainer.data.splits import load_splits
 from trainer.math_task import SEED_PROMPT
 from trainer.serving.probes import free_port
 from trainer.testing import Reply, ScriptedLLM, ScriptedOptimizer, is_probe, perfect_agent, route
 
 pytestmark = [pytest.mark.otelcol, pytest.mark.prometheus, pytest.mark.slow]
 
-AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
 EDITED = f"{SEED_PROMPT} Check the arithmetic once before answering."
 CRITIQUE = "- Ask for one check of the arithmetic before the final line."
 
-FLAGS = dict(zip(TINY[::2], TINY[1::2], strict=True))
-SETTINGS = Settings(
-    _env_file=None, algorithm="apo", **{flag[2:].replace("-", "_"): value for flag, value in FLAGS.items()}
-)
-SPLITS = load_splits(None, SETTINGS.train_size, SETTINGS.val_size, SETTINGS.test_size, SETTINGS.seed)
-TASKS = [*SPLITS.train, *SPLITS.val, *SPLITS.test]
 # APO's bound counts a val batch for each of the 2 candidates; the rejected duplicate never gets one.
 ROLLOUTS = expected_rollouts(SETTINGS, SPLITS)["training_rollouts"] - SETTINGS.val_batch_size
 

@@ -26,7 +26,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.support.trainer_cli import clean_env
+from tests.support.env import trainer_env
 from trainer.agent.grader import grade
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.data.problems import generate_problems
@@ -488,7 +488,7 @@ def test_failing_rate_limits_and_drops() -> None:
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = closed_port()
-    env = clean_env(TRAIN_SIZE="4", VAL_SIZE="6", TEST_SIZE="6", SEED="5", LOG_LEVEL="INFO")
+    env = trainer_env(TRAIN_SIZE="4", VAL_SIZE="6", TEST_SIZE="6", SEED="5", LOG_LEVEL="INFO")
     env.pop("DATASET_PATH", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "trainer.testing", "serve", "--port", str(port)],

@@ -26,15 +26,25 @@ from typing import Any
 
 import pytest
 
+from tests.support.env import trainer_env
 from tests.support.jaeger import jaeger_parent, jaeger_services, jaeger_spans, jaeger_traces
 from tests.support.pipeline import Pipeline, collector_counters, pipeline, prom_samples
 from tests.support.store import store_client
-from tests.support.trainer_cli import TINY, assert_critique_shows_conversations, clean_env, run_trainer
+from tests.support.trainer_cli import (
+    AGENT_MODEL,
+    EDIT_MODEL,
+    GRADIENT_MODEL,
+    TINY,
+    assert_critique_shows_conversations,
+    run_trainer,
+    scripted_env,
+)
+from tests.support.trainer_cli import TINY_SETTINGS as SETTINGS
+from tests.support.trainer_cli import TINY_SPLITS as SPLITS
+from tests.support.trainer_cli import TINY_TASKS as TASKS
 from tests.support.waiting import wait_until
 from trainer.agent.template import render_prompt
 from trainer.apo.plan import expected_rollouts
-from trainer.config import Settings
-from trainer.data.splits import load_splits
 from trainer.math_task import SEED_PROMPT
 from trainer.records.prompt_db import PromptDB, PromptRecord
 from trainer.telemetry.otlp import DEFAULT_SERVICE_NAME
@@ -52,37 +62,20 @@ from trainer.testing import (
 
 pytestmark = [pytest.mark.otelcol, pytest.mark.slow]
 
-# The trainer's own service name. OTEL_SERVICE_NAME should override it and does not (the explicit
-# resource attribute wins in trainer/telemetry/otlp.py), so the tests look for the name it sends.
+# The trainer's default service name: the test environment sets no OTEL_SERVICE_NAME (that one
+# overrides it is tests/telemetry/test_otlp.py's subject).
 SERVICE = DEFAULT_SERVICE_NAME
 EXPECTED_SPANS = Counter({"math_rollout": 1, "math_solver.arun": 1, "OpenAILike.ainvoke": 1})
 SPANS_PER_ROLLOUT = sum(EXPECTED_SPANS.values())
 
-AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
 HINT = "Check the arithmetic once before answering."
 HINTED = f"{SEED_PROMPT} {HINT}"
 UNHINTED = f"{SEED_PROMPT} Keep units out of the final number."
 CRITIQUE = "- Ask for one check of the arithmetic before the final line."
 
-FLAGS = dict(zip(TINY[::2], TINY[1::2], strict=True))
-SETTINGS = Settings(
-    _env_file=None, algorithm="apo", **{flag[2:].replace("-", "_"): value for flag, value in FLAGS.items()}
-)
-SPLITS = load_splits(None, SETTINGS.train_size, SETTINGS.val_size, SETTINGS.test_size, SETTINGS.seed)
-TASKS = [*SPLITS.train, *SPLITS.val, *SPLITS.test]
 QUESTIONS = {task["id"]: task["question"] for task in TASKS}
 # APO's cost formula; both branches yield an evaluated candidate here, so the bound is what runs.
 EXPECTED_ROLLOUTS = expected_rollouts(SETTINGS, SPLITS)["training_rollouts"]
-
-
-def scripted_env(llm: ScriptedLLM) -> dict[str, str]:
-    """Both roles on the scripted server; three model names so that route() tells them apart."""
-    return {
-        "OPENAI_BASE_URL": llm.base_url,
-        "AGENT_MODEL": AGENT_MODEL,
-        "GRADIENT_MODEL": GRADIENT_MODEL,
-        "EDIT_MODEL": EDIT_MODEL,
-    }
 
 
 def telemetry_env(services: Pipeline) -> dict[str, str]:
@@ -358,7 +351,7 @@ def test_collector_restart_mid_training_loses_nothing(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "trainer", "train", *TINY, "--output", str(out), "--store-url", services.store_url],
             cwd=out,
-            env=clean_env(**scripted_env(llm), **telemetry_env(services)),
+            env=trainer_env(**scripted_env(llm), **telemetry_env(services)),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

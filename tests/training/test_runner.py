@@ -22,12 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.env import trainer_env
 from tests.support.pipeline import agl_store
-from tests.support.trainer_cli import TINY, clean_env, run_trainer
+from tests.support.trainer_cli import AGENT_MODEL, EDIT_MODEL, GRADIENT_MODEL, TINY, run_trainer
+from tests.support.trainer_cli import TINY_SETTINGS as SETTINGS
+from tests.support.trainer_cli import TINY_SPLITS as SPLITS
 from trainer.apo.plan import expected_rollouts
 from trainer.config import ConfigError, Settings
 from trainer.data.problems import MathTask
-from trainer.data.splits import load_splits
 from trainer.math_task import SEED_PROMPT
 from trainer.records.ledger import RunLedgers
 from trainer.testing import ScriptedLLM, ScriptedOptimizer, closed_port, perfect_agent, route
@@ -84,7 +86,7 @@ def test_runner_needs_a_store_and_at_least_one_process() -> None:
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "trainer", *args], env=clean_env(**env), capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "trainer", *args], env=trainer_env(**env), capture_output=True, text=True, timeout=120
     )
 
 
@@ -108,12 +110,6 @@ def test_training_with_zero_runners_and_no_store_fails_before_any_work(tmp_path:
 # --------------------------------------------------------------------------- two runners, one training
 
 
-AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
-FLAGS = dict(zip(TINY[::2], TINY[1::2], strict=True))
-SETTINGS = Settings(
-    _env_file=None, algorithm="apo", **{flag[2:].replace("-", "_"): value for flag, value in FLAGS.items()}
-)
-SPLITS = load_splits(None, SETTINGS.train_size, SETTINGS.val_size, SETTINGS.test_size, SETTINGS.seed)
 # A reply takes this long: a runner is busy for a while with each rollout, so both take some.
 REPLY_LATENCY_S = 0.5
 
@@ -149,6 +145,7 @@ def test_external_runners_do_the_rollouts_of_a_training(tmp_path: Path, shared_l
         # The last --runners wins: the training starts no runner process of its own.
         result = run_trainer(["train", *TINY, "--runners", "0", "--output", str(out)], cwd=tmp_path, **env)
         assert result.returncode == 0, f"{result.stderr[-4000:]}\n{runner_logs()}"
+        assert "rollouts wait in" in result.stderr
 
         summary = json.loads((out / "summary.json").read_text())
         rows = [json.loads(x) for x in (out / "runs" / summary["run_id"] / "rollouts.jsonl").read_text().splitlines()]
@@ -167,8 +164,6 @@ def test_external_runners_do_the_rollouts_of_a_training(tmp_path: Path, shared_l
         for p in runners:
             p.send_signal(signal.SIGTERM)
         assert [p.wait(timeout=60) for p in runners] == [0, 0], runner_logs()
-    # Last, so that everything above is checked even while the trainer does not say it (yet).
-    assert "rollouts wait in" in result.stderr
 
 
 @contextmanager
@@ -177,7 +172,7 @@ def runner_process(log_path: Path, env: dict[str, str]) -> Iterator[subprocess.P
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "trainer", "runner", "--runners", "1"],
-            env=clean_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=trainer_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
             yield proc

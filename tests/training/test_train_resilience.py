@@ -23,10 +23,19 @@ from typing import Any
 
 import pytest
 
-from tests.support.trainer_cli import TINY, assert_critique_shows_conversations, clean_env, run_trainer
+from tests.support.env import trainer_env
+from tests.support.trainer_cli import (
+    EDIT_MODEL,
+    GRADIENT_MODEL,
+    TINY,
+    assert_critique_shows_conversations,
+    run_trainer,
+    scripted_env,
+)
+from tests.support.trainer_cli import TINY_SETTINGS as SETTINGS
+from tests.support.trainer_cli import TINY_SPLITS as SPLITS
+from tests.support.trainer_cli import TINY_TASKS as TASKS
 from trainer.apo.plan import expected_rollouts
-from trainer.config import Settings
-from trainer.data.splits import load_splits
 from trainer.math_task import SEED_PROMPT as DEFAULT_SEED_PROMPT
 from trainer.records.prompt_db import PromptDB
 from trainer.testing import (
@@ -45,35 +54,14 @@ from trainer.testing import (
 
 pytestmark = [pytest.mark.slow]
 
-AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
 EDITED = "You solve math word problems. Think in one short line, then end with: The answer is <number>."
 CRITIQUE = "- End with 'The answer is N'.\n- Keep the working to one line."
 HINT = "Check the arithmetic once before answering."
 HINTED = f"{DEFAULT_SEED_PROMPT} {HINT}"
 UNHINTED = f"{DEFAULT_SEED_PROMPT} Keep units out of the final number."
 
-FLAGS = dict(zip(TINY[::2], TINY[1::2], strict=True))
 
-
-def tiny_settings(**changes: Any) -> Settings:
-    return Settings(
-        _env_file=None, algorithm="apo", **{f[2:].replace("-", "_"): v for f, v in FLAGS.items()}, **changes
-    )
-
-
-SETTINGS = tiny_settings()
-SPLITS = load_splits(None, SETTINGS.train_size, SETTINGS.val_size, SETTINGS.test_size, SETTINGS.seed)
-TASKS = [*SPLITS.train, *SPLITS.val, *SPLITS.test]
 TRAIN_QUESTIONS = {" ".join(t["question"].split()) for t in SPLITS.train}
-
-
-def scripted_env(llm: ScriptedLLM) -> dict[str, str]:
-    return {
-        "OPENAI_BASE_URL": llm.base_url,
-        "AGENT_MODEL": AGENT_MODEL,
-        "GRADIENT_MODEL": GRADIENT_MODEL,
-        "EDIT_MODEL": EDIT_MODEL,
-    }
 
 
 def ledger_rows(out: Path, run_id: str) -> list[dict[str, Any]]:
@@ -191,7 +179,7 @@ def test_killed_training_keeps_everything_scored_and_resumes(tmp_path: Path) -> 
         proc = subprocess.Popen(
             [sys.executable, "-m", "trainer", "train", *args, "--output", str(tmp_path)],
             cwd=tmp_path,
-            env=clean_env(**scripted_env(llm)),
+            env=trainer_env(**scripted_env(llm)),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so the kill reaches the runners too

@@ -117,6 +117,18 @@ class OtlpPipeline:
         return bool(self.provider.force_flush(timeout_millis))
 
 
+def service_resource(attributes: dict[str, str | int]) -> Resource:
+    """The SDK's resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) with our default service name.
+
+    An attribute passed to ``Resource.create`` beats the environment, so the default is merged in
+    only where the environment named no service.
+    """
+    resource = Resource.create(attributes)
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
+    return resource
+
+
 def setup_otlp_exporter(endpoint: str, *, worker_id: int | None = None) -> OtlpPipeline:
     """A TracerProvider exporting OTLP/HTTP protobuf to the collector at ``endpoint``.
 
@@ -127,11 +139,11 @@ def setup_otlp_exporter(endpoint: str, *, worker_id: int | None = None) -> OtlpP
     ``OTEL_BSP_*`` variables the batch processor.
     """
     endpoint = endpoint.rstrip("/")
-    attributes: dict[str, str | int] = {"service.name": DEFAULT_SERVICE_NAME, "service.version": trainer.__version__}
+    attributes: dict[str, str | int] = {"service.version": trainer.__version__}
     if worker_id is not None:
         attributes["service.instance.id"] = f"{os.uname().nodename}-{os.getpid()}-runner{worker_id}"
     provider = TracerProvider(
-        resource=Resource.create(attributes),
+        resource=service_resource(attributes),
         span_limits=SpanLimits(max_span_attributes=MAX_SPAN_ATTRIBUTES, max_event_attributes=MAX_SPAN_ATTRIBUTES),
     )
     # Order matters: ids are stamped (on_start) before the exporter's processor sees the span end.
