@@ -1,7 +1,8 @@
 """Score one prompt on a set of tasks, in-process, without a store.
 
-Used for the held-out test split at the end of training and by ``python -m trainer eval``. It runs
-the very same ``solve`` as a rollout, so a score here and a score during training mean the same.
+Used for the held-out test split at the end of training (:func:`score_on_test`) and by ``python -m
+trainer eval``. It runs the very same ``solve`` as a rollout, so a score here and a score during
+training mean the same.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trainer.agent.solve import RolloutConfig, RolloutOutcome, solve
+from trainer.config import Settings
+from trainer.records.prompt_db import PromptDB, PromptRecord
 from trainer.records.stats import Score, wilson
 from trainer.task import Problem
 
@@ -57,3 +60,27 @@ async def evaluate_async(
 
 def evaluate(template: str, tasks: Sequence[Problem], config: RolloutConfig, concurrency: int) -> Evaluation:
     return asyncio.run(evaluate_async(template, tasks, config, concurrency))
+
+
+@dataclass(frozen=True)
+class TestResults:
+    """Seed and best prompt scored on the held-out test split (the same problems, in order)."""
+
+    seed: PromptRecord
+    best: PromptRecord
+    seed_eval: Evaluation
+    best_eval: Evaluation
+
+
+def score_on_test(
+    prompts: PromptDB, run_id: str, tasks: list[Problem], config: RolloutConfig, settings: Settings
+) -> TestResults:
+    best = prompts.best(run_id)
+    if best is None:
+        raise RuntimeError("training finished without scoring any prompt (see the log above)")
+    seed = next(p for p in prompts.list(run_id) if p.round == 0)
+    logger.info("scoring seed and best prompt on %d held-out test problems", len(tasks))
+    concurrency = settings.effective_eval_concurrency
+    seed_eval = evaluate(seed.template, tasks, config, concurrency)
+    best_eval = seed_eval if best.id == seed.id else evaluate(best.template, tasks, config, concurrency)
+    return TestResults(seed, best, seed_eval, best_eval)

@@ -35,12 +35,12 @@ from trainer.records.summary import Summary
 from trainer.serving.endpoints import Endpoints, probe_endpoints, start_endpoints
 from trainer.serving.probes import check_store
 from trainer.task import Problem, Task, load_task
+from trainer.training.evaluation import TestResults, score_on_test
 
 if TYPE_CHECKING:
     from trainer.apo.algorithm import TrackedAPO
     from trainer.records.recorder import PromptRecorder
     from trainer.telemetry.metrics import MetricsServer, TrainerMetrics
-    from trainer.training.evaluation import Evaluation
     from trainer.training.progress import ProgressState
 
 logger = logging.getLogger(__name__)
@@ -199,32 +199,6 @@ def start_metrics_server(metrics: TrainerMetrics, settings: Settings) -> Metrics
             settings.metrics_host, settings.metrics_port, exc.strerror,
         )  # fmt: skip
         return None
-
-
-@dataclass(frozen=True)
-class TestResults:
-    """Seed and best prompt scored on the held-out test split (the same problems, in order)."""
-
-    seed: PromptRecord
-    best: PromptRecord
-    seed_eval: Evaluation
-    best_eval: Evaluation
-
-
-def score_on_test(
-    prompts: PromptDB, run_id: str, tasks: list[Problem], config: RolloutConfig, settings: Settings
-) -> TestResults:
-    from trainer.training.evaluation import evaluate
-
-    best = prompts.best(run_id)
-    if best is None:
-        raise RuntimeError("training finished without scoring any prompt (see the log above)")
-    seed = next(p for p in prompts.list(run_id) if p.round == 0)
-    logger.info("scoring seed and best prompt on %d held-out test problems", len(tasks))
-    concurrency = settings.effective_eval_concurrency
-    seed_eval = evaluate(seed.template, tasks, config, concurrency)
-    best_eval = seed_eval if best.id == seed.id else evaluate(best.template, tasks, config, concurrency)
-    return TestResults(seed, best, seed_eval, best_eval)
 
 
 def start_run(prompts: PromptDB, settings: Settings, run_id: str, prep: Preparation, endpoints: Endpoints) -> None:
