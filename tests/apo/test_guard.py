@@ -214,3 +214,34 @@ def test_rule_order_is_empty_long_duplicate_unrenderable() -> None:
     # and alone it is unrenderable
     rejected = reason(broken, parent=parent, seen=(), limits=limits)
     assert rejected is not None and rejected.startswith("unrenderable")
+
+
+# -- template bombs (issue 10) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "hint"),
+    [
+        # 25 characters that rendered a 1 GB prompt per rollout.
+        ("Solve: {question:>1000000000}", "format spec ':>1000000000' in placeholder {question:>1000000000}"),
+        # The same with a bigger width raised MemoryError inside the guard and ended the training.
+        ("Solve: {question:>1000000000000000}", "format spec ':>1000000000000000'"),
+        ("Solve: {question.__class__}", "attribute access in placeholder {question.__class__}"),
+        ("Solve: {question[0]}", "index access in placeholder {question[0]}"),
+        ("Solve: {question!r}", "conversion !r in placeholder {question!r}"),
+        ("Solve: {question:}", "format spec ':' in placeholder {question:}"),
+    ],
+)
+def test_template_bombs_are_rejected_as_unrenderable(template: str, hint: str) -> None:
+    rejected = reason(template)
+    assert rejected is not None
+    assert rejected.startswith("unrenderable: ")
+    assert hint in rejected
+    assert "at line 1, column 8" in rejected
+
+
+def test_a_task_with_other_fields_allows_only_those_bare() -> None:
+    limits = GuardLimits(max_chars=4000, max_growth=4.0, template_fields=("question", "context"))
+    assert reason("Given {context}, answer {question}.", limits=limits) is None
+    rejected = reason("Given {context:>99}, answer {question}.", limits=limits)
+    assert rejected is not None and "format spec ':>99'" in rejected

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trainer.data import DatasetError
+from trainer.data import MAX_QUESTION_CHARS, DatasetError
 from trainer.data.jsonl import load_jsonl
 from trainer.data.numbers import canonical_number
 from trainer.data.problems import KINDS, MathTask, generate_problems
@@ -346,10 +346,13 @@ def test_generated_tasks_survive_a_jsonl_round_trip(tmp_path: Path) -> None:
     ("lines", "expected"),
     [
         (
-            [record(), record(), '{"question": "x" "answer": 1}'],
+            [record(), record("What is 2 + 2?", 4), '{"question": "x" "answer": 1}'],
             "data.jsonl:3: invalid JSON (Expecting ',' delimiter",
         ),
-        ([record()] * 4 + [record(answer="many")], "data.jsonl:5: \"answer\" is not a number: 'many'"),
+        (
+            [record(f"What is {i} + 1?", i + 1) for i in range(4)] + [record(answer="many")],
+            "data.jsonl:5: \"answer\" is not a number: 'many'",
+        ),
         ([record(), '{"answer": 3}'], 'data.jsonl:2: missing "question"'),
         (['{"question": "Why?"}'], 'data.jsonl:1: missing "answer"'),
         ([record(question="   ")], 'data.jsonl:1: "question" must be a non-empty string'),
@@ -388,7 +391,7 @@ def test_line_numbers_count_blank_lines(tmp_path: Path) -> None:
 
 
 def test_duplicate_ids_name_both_lines(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "data.jsonl", record(), record(id="a"), record(), record(id="a"))
+    path = write_lines(tmp_path / "data.jsonl", record("A?"), record("B?", id="a"), record("C?"), record("D?", id="a"))
     with pytest.raises(DatasetError) as caught:
         load_jsonl(path)
     message = str(caught.value)
@@ -397,7 +400,7 @@ def test_duplicate_ids_name_both_lines(tmp_path: Path) -> None:
 
 
 def test_explicit_ids_may_not_collide_with_default_ids(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "data.jsonl", record(), record(id="data-1"))
+    path = write_lines(tmp_path / "data.jsonl", record("A?"), record("B?", id="data-1"))
     with pytest.raises(DatasetError, match=r"data\.jsonl:2: duplicate id 'data-1' \(first used on line 1\)"):
         load_jsonl(path)
 
@@ -526,3 +529,133 @@ def test_load_splits_names_a_file_that_is_too_small(tmp_path: Path) -> None:
     message = str(caught.value)
     assert message.startswith(f"{path}: not enough tasks")
     assert "need 4" in message and "only 2" in message
+
+
+# --- hostile lines (issue 10): refused at load time, naming file and line ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            '{"question": "How many \\ud800 apples?", "answer": 1}',
+            '"question" holds a lone surrogate \\ud800 at character 10',
+        ),
+        ('{"question": "Q?", "answer": "4 \\udfff"}', '"answer" holds a lone surrogate \\udfff'),
+        ('{"question": "Q?", "answer": "why \\ud83d #### 4"}', '"answer" holds a lone surrogate \\ud83d'),
+        ('{"question": "Q?", "answer": 4, "id": "a\\ud800"}', '"id" holds a lone surrogate \\ud800'),
+        ('{"question": "Q?", "answer": 4, "kind": "\\udc00"}', '"kind" holds a lone surrogate \\udc00'),
+        # The high half alone, then the low half alone: a reversed pair is two lone surrogates.
+        ('{"question": "Q \\ude00\\ud83d?", "answer": 1}', "lone surrogate \\ude00 at character 3"),
+    ],
+)
+def test_lone_surrogates_are_refused_with_file_and_line(tmp_path: Path, line: str, expected: str) -> None:
+    path = write_lines(tmp_path / "data.jsonl", record("First?", 1), line)
+    with pytest.raises(DatasetError) as caught:
+        load_jsonl(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:2: "), message
+    assert expected in message
+    message.encode("utf-8")  # the message itself can be printed and logged
+
+
+def test_a_surrogate_pair_is_one_character_and_accepted(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "data.jsonl", '{"question": "Apples \\ud83c\\udf4e?", "answer": 2}')
+    assert load_jsonl(path)[0]["question"] == "Apples \U0001f34e?"
+
+
+def test_duplicate_question_names_both_lines(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "data.jsonl", record("A?", 1), record("B?", 2), "", record("  A?\t", 3))
+    with pytest.raises(DatasetError) as caught:
+        load_jsonl(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:4: duplicate of line 1"), message
+    assert "'A?'" in message
+
+
+def test_questions_differing_in_case_or_inner_spacing_are_distinct(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "data.jsonl", record("What is 1 + 1?", 2), record("what is 1 + 1?", 2),
+                       record("What is 1  + 1?", 2))  # fmt: skip
+    assert len(load_jsonl(path)) == 3
+
+
+def test_question_length_limit(tmp_path: Path) -> None:
+    longest = "x" * (MAX_QUESTION_CHARS - 1) + "?"
+    path = write_lines(tmp_path / "ok.jsonl", record(f"  {longest}  ", 1))
+    assert load_jsonl(path)[0]["question"] == longest  # measured after stripping, like the duplicates
+    path = write_lines(tmp_path / "long.jsonl", record("Short?", 1), record(longest + "x", 1))
+    with pytest.raises(DatasetError) as caught:
+        load_jsonl(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:2: "), message
+    assert f'"question" is {MAX_QUESTION_CHARS + 1:,} characters long, more than the {MAX_QUESTION_CHARS:,}' in message
+
+
+def test_a_20_mb_question_is_refused_with_a_short_message(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "huge.jsonl", record("y" * 20_000_000, 1))
+    with pytest.raises(DatasetError) as caught:
+        load_jsonl(path)
+    assert f"{path}:1: " in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
+def test_the_limit_is_far_above_real_problems() -> None:
+    assert 10_000 <= MAX_QUESTION_CHARS <= 100_000
+    assert max(len(p["question"]) for p in generate_problems(400, seed=11)) < MAX_QUESTION_CHARS // 20
+
+
+# --- the generator and the splits keep questions unique too --------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "seed", "difficulties"), [(300, 4, (1,)), (2000, 4, (1,)), (3000, 7, (1, 2, 3))])
+def test_generated_questions_are_unique(n: int, seed: int, difficulties: tuple[int, ...]) -> None:
+    # Before the redraw, 300 easy problems of seed 4 held 10 repeats, 2000 held 224.
+    questions = [task["question"] for task in generate_problems(n, seed, difficulties)]
+    assert len(set(questions)) == n
+
+
+def test_unique_generation_keeps_longer_lists_extending_shorter_ones() -> None:
+    assert generate_problems(2000, seed=4, difficulties=(1,))[:700] == generate_problems(700, 4, (1,))
+
+
+def test_generator_that_runs_out_of_distinct_problems_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer.data import problems
+
+    monkeypatch.setattr(problems, "_draw", lambda rng, level: ("add", "What is 1 + 1?", Fraction(2)))
+    with pytest.raises(DatasetError, match=r"cannot generate 3 distinct problems at difficulties \[1, 2, 3\]"):
+        generate_problems(3, seed=0)
+
+
+def test_large_generated_splits_never_share_a_question() -> None:
+    splits = load_splits(None, train_size=1500, val_size=300, test_size=200, seed=4, difficulties=(1,))
+    questions = [t["question"] for t in splits.train + splits.val + splits.test]
+    assert len(set(questions)) == len(questions) == 2000
+
+
+def test_split_tasks_refuses_a_repeated_question_from_any_source() -> None:
+    tasks = make_tasks(6)
+    tasks[4] = MathTask(id="t-dup", question="  What is 1 + 1? ", answer="2", kind="add", difficulty=1)
+    with pytest.raises(DatasetError) as caught:
+        split_tasks(tasks, 2, 2, 2, seed=0)
+    message = str(caught.value)
+    assert "problems 't1' and 't-dup' have the same question 'What is 1 + 1?'" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("question", "Q\ud800?", "problem 't2': \"question\" holds a lone surrogate \\ud800"),
+        ("id", "t\udfff", "problem 't\\udfff': \"id\" holds a lone surrogate \\udfff"),
+        ("question", "x" * (MAX_QUESTION_CHARS + 1), '"question" is 20,001 characters long'),
+    ],
+)
+def test_split_tasks_refuses_hostile_text_from_any_source(field: str, value: str, expected: str) -> None:
+    tasks = make_tasks(6)
+    if field == "id":
+        tasks[2]["id"] = value
+    else:
+        tasks[2]["question"] = value
+    with pytest.raises(DatasetError) as caught:
+        split_tasks(tasks, 2, 2, 2, seed=0)
+    assert expected in str(caught.value)
+    str(caught.value).encode("utf-8")

@@ -10,7 +10,10 @@ Rules, first match wins:
   parent's length (a short parent may always grow to ``growth_floor`` characters: a 140-character
   seed is allowed a real rewrite);
 - ``duplicate``: the same text as a prompt already seen in this run (whitespace-insensitive);
-- ``unrenderable``: stray braces or unknown placeholders (every rollout would fail anyway).
+- ``unrenderable``: anything :func:`~trainer.agent.template.check_template` refuses: stray braces,
+  unknown placeholders, format specs, conversions, attribute or index access (every rollout would
+  fail anyway, and ``{question:>1000000000}`` would render a gigabyte per rollout). The check never
+  renders with a spec, so no candidate can exhaust memory here.
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@ JSONL files (:func:`load_jsonl`)
 --------------------------------
 * UTF-8 (a leading byte-order mark is ignored); one JSON object per line; blank lines are skipped
   but still counted, so line numbers in errors match what an editor shows.
-* ``question``: required, a non-empty string (surrounding whitespace is stripped).
+* ``question``: required, a non-empty string (surrounding whitespace is stripped) of at most
+  :data:`~trainer.data.MAX_QUESTION_CHARS` characters. Questions must be unique within the file
+  (compared after stripping): a repeated question could land in train and test, and the test score
+  would then measure what the prompt was trained on.
 * ``answer``: required, a number or a string. A string containing ``####`` is GSM8K style and only
   the text after the last ``####`` counts. The result must be a number :func:`canonical_number`
   accepts and must have an exact decimal form.
@@ -12,8 +15,11 @@ JSONL files (:func:`load_jsonl`)
   Ids must be unique within the file.
 * ``kind``: optional non-empty string, default ``"custom"``. ``difficulty``: optional non-negative
   integer, default ``0``. Other keys are ignored.
-* Every problem raises :class:`DatasetError` with ``"<path>:<line>: <what is wrong>"``; a missing,
-  unreadable or empty file raises it with the path.
+* No string that is kept (``question``, ``answer``, ``id``, ``kind``) may hold a lone surrogate (a
+  JSON ``\ud800`` escape without its pair): it cannot be written as UTF-8.
+* Every problem raises :class:`DatasetError` with ``"<path>:<line>: <what is wrong>"`` (a repeated
+  id or question names the line it repeats too); a missing, unreadable or empty file raises it with
+  the path. All of it is checked when the file is loaded, before any rollout.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Final
 
-from trainer.data import DatasetError
+from trainer.data import DatasetError, text_problem
 from trainer.data.numbers import format_decimal, to_fraction
 from trainer.data.problems import MathTask
 
@@ -35,6 +41,8 @@ def _answer_of(raw: object) -> str:
     """The canonical answer of a JSONL ``answer`` value; ValueError says what is wrong."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueError(f'"answer" must be a number or a string, got {type(raw).__name__}: {raw!r}')
+    if isinstance(raw, str) and (problem := text_problem("answer", raw)) is not None:
+        raise ValueError(problem)
     final = raw.rsplit("####", 1)[1].strip() if isinstance(raw, str) and "####" in raw else raw
     try:
         value = to_fraction(final)
@@ -55,6 +63,8 @@ def _task_of(record: object, path: Path, line: int) -> MathTask:
     question = record["question"]
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f'"question" must be a non-empty string, got {question!r}')
+    if (problem := text_problem("question", question.strip())) is not None:
+        raise ValueError(problem)
     if "answer" not in record:
         raise ValueError('missing "answer"')
     answer = _answer_of(record["answer"])
@@ -64,9 +74,13 @@ def _task_of(record: object, path: Path, line: int) -> MathTask:
         task_id = str(task_id)
     if not isinstance(task_id, str) or not task_id.strip():
         raise ValueError(f'"id" must be a non-empty string or an integer, got {task_id!r}')
+    if (problem := text_problem("id", task_id)) is not None:
+        raise ValueError(problem)
     kind = record.get("kind", "custom")
     if not isinstance(kind, str) or not kind.strip():
         raise ValueError(f'"kind" must be a non-empty string, got {kind!r}')
+    if (problem := text_problem("kind", kind)) is not None:
+        raise ValueError(problem)
     difficulty = record.get("difficulty", 0)
     if isinstance(difficulty, bool) or not isinstance(difficulty, int) or difficulty < 0:
         raise ValueError(f'"difficulty" must be a non-negative integer, got {difficulty!r}')
@@ -90,6 +104,7 @@ def load_jsonl(path: Path) -> list[MathTask]:
 
     tasks: list[MathTask] = []
     first_line_of: dict[str, int] = {}
+    question_line: dict[str, int] = {}
     # Split on b"\n" only: str.splitlines would also split at U+2028 and friends, which JSON strings
     # may hold unescaped, and would then disagree with an editor's line numbers.
     for line_no, raw_line in enumerate(data.split(b"\n"), start=1):
@@ -112,7 +127,13 @@ def load_jsonl(path: Path) -> list[MathTask]:
             raise DatasetError(f"{path}:{line_no}: {exc}") from None
         if (first := first_line_of.get(task["id"])) is not None:
             raise DatasetError(f"{path}:{line_no}: duplicate id {task['id']!r} (first used on line {first})")
+        if (first := question_line.get(task["question"])) is not None:
+            raise DatasetError(
+                f"{path}:{line_no}: duplicate of line {first} (the same question {task['question'][:80]!r}); "
+                "remove one: a question in two splits would be scored on what the prompt was trained on"
+            )
         first_line_of[task["id"]] = line_no
+        question_line[task["question"]] = line_no
         tasks.append(task)
     if not tasks:
         raise DatasetError(f"{path} contains no tasks")

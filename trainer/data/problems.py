@@ -23,6 +23,8 @@ Generated problems (:func:`generate_problems`)
   ``unit_price``.
 * Every answer is non-negative and has at most two decimal places; problems that would break this
   are redrawn, never rounded.
+* Questions are unique: a question already in the list is redrawn, so no two splits share one
+  (the rule a JSONL file is held to).
 """
 
 from __future__ import annotations
@@ -321,7 +323,8 @@ def generate_problems(n: int, seed: int, difficulties: Sequence[int] = DIFFICULT
     """``n`` deterministic word problems (rules in the module docstring).
 
     Raises:
-        DatasetError: ``n`` is negative, or ``difficulties`` is empty or holds a value outside 1-3.
+        DatasetError: ``n`` is negative, ``difficulties`` is empty or holds a value outside 1-3, or
+            there are not ``n`` distinct problems at those difficulties.
     """
     if n < 0:
         raise DatasetError(f"cannot generate a negative number of problems ({n})")
@@ -332,9 +335,20 @@ def generate_problems(n: int, seed: int, difficulties: Sequence[int] = DIFFICULT
         raise DatasetError(f"unknown difficulties {unknown}: choose from 1, 2, 3")
     rng = random.Random(seed)
     tasks: list[MathTask] = []
+    seen: set[str] = set()
     for i in range(n):
         level = rng.choice(difficulties)
-        kind, question, answer = _draw(rng, level)
+        # A repeated question is redrawn (at the same difficulty): the splits must not share one.
+        for _ in range(_MAX_DRAWS):
+            kind, question, answer = _draw(rng, level)
+            if question not in seen:
+                break
+        else:
+            raise DatasetError(
+                f"cannot generate {n} distinct problems at difficulties {sorted(set(difficulties))}: "
+                f"only {len(tasks)} found; lower TRAIN_SIZE / VAL_SIZE / TEST_SIZE or allow harder problems"
+            )
+        seen.add(question)
         tasks.append(
             MathTask(
                 id=f"gen-{seed}-{i}",

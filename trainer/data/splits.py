@@ -5,6 +5,13 @@ Splits (:func:`split_tasks`, :func:`splits_for`, :func:`load_splits`)
 A task's problems (:func:`splits_for`) are shuffled with ``random.Random(seed)`` and sliced into
 train, val and test, in that order, so the splits are disjoint and reproducible; problems beyond the
 three sizes are left out. Each size must be at least 1 and their sum at most the number of problems.
+Whatever their source (a JSONL file, the generator, a task of your own), the problems are checked
+before they are split, so nothing bad reaches a rollout: no two may share a question (it could land
+in train and test, and the test score would then measure what the prompt was trained on), and no
+question or id may hold a lone surrogate or, for a question, exceed
+:data:`~trainer.data.MAX_QUESTION_CHARS` (:func:`trainer.data.text_problem`). A JSONL file is held
+to the same rules line by line when it is loaded (:mod:`trainer.data.jsonl`), and the generator
+never repeats a question.
 Without a dataset file the math task generates exactly ``train + val + test`` problems with the
 same seed (:func:`load_splits` is that, for math).
 """
@@ -17,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.config import Settings
-from trainer.data import DatasetError
+from trainer.data import DatasetError, text_problem
 from trainer.data.jsonl import load_jsonl
 from trainer.data.problems import DIFFICULTIES, generate_problems
 from trainer.task import Problem, Task
 
-__all__ = ["Splits", "load_splits", "split_tasks", "splits_for"]
+__all__ = ["Splits", "check_problems", "load_splits", "split_tasks", "splits_for"]
 
 
 @dataclass(frozen=True)
@@ -41,13 +48,39 @@ def _check_sizes(train_size: int, val_size: int, test_size: int) -> None:
             raise DatasetError(f"{split}_size must be at least 1, got {size}: raise {setting}")
 
 
+def check_problems(tasks: Sequence[Problem]) -> None:
+    """Refuse problems that would fail mid-run or leak across splits (rules in the module docstring).
+
+    Raises:
+        DatasetError: naming the problem(s) by id.
+    """
+    first_with: dict[str, str] = {}
+    for task in tasks:
+        task_id, question = task.get("id"), task.get("question")
+        for name, value in (("id", task_id), ("question", question)):
+            if isinstance(value, str) and (problem := text_problem(name, value)) is not None:
+                # ascii(): the id itself may be the string that cannot be printed as UTF-8.
+                raise DatasetError(f"problem {task_id!a}: {problem}")
+        if not isinstance(question, str):
+            continue
+        key = question.strip()
+        if (first := first_with.get(key)) is not None:
+            raise DatasetError(
+                f"problems {first} and {task_id!a} have the same question {key[:80]!r}: a question in two "
+                "splits would be scored on what the prompt was trained on; keep one"
+            )
+        first_with[key] = ascii(task_id)
+
+
 def split_tasks(tasks: Sequence[Problem], train_size: int, val_size: int, test_size: int, seed: int) -> Splits:
     """Shuffle ``tasks`` with ``seed`` and slice off disjoint train, val and test splits.
 
     Raises:
-        DatasetError: a size is below 1, or there are fewer tasks than the three sizes add up to.
+        DatasetError: a size is below 1, there are fewer tasks than the three sizes add up to, or
+            a problem is refused by :func:`check_problems`.
     """
     _check_sizes(train_size, val_size, test_size)
+    check_problems(tasks)
     needed = train_size + val_size + test_size
     if len(tasks) < needed:
         raise DatasetError(

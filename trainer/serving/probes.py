@@ -7,6 +7,7 @@ URL), and the embedded model and the tests wait for a server to become healthy w
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 import urllib.error
@@ -95,3 +96,39 @@ def check_store(url: str, timeout: float = 5.0) -> None:
         raise StoreUnreachable(
             f"STORE_URL: Agent Lightning store at {url} is unreachable ({health}: {reason})"
         ) from exc
+
+
+class CollectorUnreachable(RuntimeError):
+    """OTEL_EXPORTER_OTLP_ENDPOINT does not accept OTLP/HTTP spans."""
+
+
+OTLP_TRACES_PATH = "/v1/traces"
+
+
+def check_collector(endpoint: str, timeout: float = 5.0) -> None:
+    """Export an empty batch of spans to the collector at ``endpoint``; raise naming it unless accepted.
+
+    Without this a wrong endpoint shows only mid-run: the exporter drops every span and each rollout
+    waits for its flush. An empty ``ExportTraceServiceRequest`` is an empty protobuf body, which an
+    OTLP/HTTP receiver answers 200 without storing anything. The headers the exporter would send
+    (``OTEL_EXPORTER_OTLP_HEADERS``, ``..._TRACES_HEADERS``) go along, so an authenticated collector
+    is probed as it will be used.
+    """
+    from opentelemetry.util.re import parse_env_headers
+
+    url = endpoint.rstrip("/") + OTLP_TRACES_PATH
+    headers = {"Content-Type": "application/x-protobuf"}
+    for variable in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+        headers.update(parse_env_headers(os.environ.get(variable, ""), liberal=True))
+    request = urllib.request.Request(url, data=b"", headers=headers, method="POST")
+    where = f"OTEL_EXPORTER_OTLP_ENDPOINT: OpenTelemetry Collector at {endpoint}"
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:200].decode("utf-8", "replace").strip()
+        hint = " (no OTLP/HTTP receiver there: the collector's is on port 4318)" if exc.code in (404, 405) else ""
+        raise CollectorUnreachable(f"{where} refused spans: HTTP {exc.code} on {url}{hint} {detail}".rstrip()) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CollectorUnreachable(f"{where} is unreachable ({url}: {reason})") from exc
