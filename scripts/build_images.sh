@@ -134,7 +134,8 @@ build_trainer() {
   # Exactly what .dockerignore lets into the context, plus the base image.
   mapfile -t files < <(
     printf '%s\n' pyproject.toml requirements.lock README.md .dockerignore trainer/Dockerfile docker/healthcheck.py
-    find trainer -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name Dockerfile | LC_ALL=C sort
+    find trainer -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name Dockerfile ! -name .env ! -name '.env.*' |
+      LC_ALL=C sort
   )
   inputs="$(hash_of "${files[@]}" "=$(image_id "$PYTHON_IMAGE")")"
   if up_to_date "$TRAINER_IMAGE" "$inputs"; then
@@ -250,13 +251,7 @@ env_lines=(
 printf '%s\n' "${env_lines[@]}"
 
 if [[ -n "$ENV_FILE" ]]; then
-  tmp="$ENV_FILE.tmp.$$"
-  {
-    if [[ -f "$ENV_FILE" ]]; then
-      grep -vE '^(TRAINER_IMAGE|TRAINER_BASE_IMAGE|COLLECTOR_IMAGE|JAEGER_IMAGE|PROMETHEUS_IMAGE)=' "$ENV_FILE" || true
-    fi
-    printf '%s\n' "${env_lines[@]}"
-  } >"$tmp"
-  mv -f "$tmp" "$ENV_FILE"
-  log "wrote the image variables to $ENV_FILE"
+  # .env holds API keys: the helper keeps its mode and owner (a plain rewrite could widen them).
+  scripts/update_env_file.sh "$ENV_FILE" "${env_lines[@]}"
+  log "wrote the image variables to $ENV_FILE (mode kept)"
 fi

@@ -6,13 +6,16 @@ exit stack), so train, dry run, eval and runner all resolve their endpoints the 
 
 from __future__ import annotations
 
+import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 from trainer.agent.model import ModelSpec
-from trainer.config import ConfigError, Settings
+from trainer.config import ConfigError, Settings, url_origin
 from trainer.serving.embedded_llm import EmbeddedLLMProcess
 from trainer.serving.probes import probe_chat
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,14 @@ def resolve_endpoints(settings: Settings, embedded_url: str | None) -> Endpoints
         raise ConfigError("OPENAI_BASE_URL is unset and the embedded model is not running")
     agent_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     optimizer_key = settings.effective_optimizer_key
+    if settings.openai_api_key and not settings.optimizer_api_key and optimizer_key is None:
+        # The key was given for the agent's server; sending it to another one would hand it over.
+        logger.warning(
+            "OPTIMIZER_API_KEY is unset and OPTIMIZER_BASE_URL (%s) is another server than the agent's (%s): "
+            "OPENAI_API_KEY is not sent there, the optimizer's calls go without a key; set OPTIMIZER_API_KEY "
+            "if that server needs one",
+            _origin_text(settings.optimizer_base_url or agent_url), _origin_text(agent_url),
+        )  # fmt: skip
     return Endpoints(
         agent=ModelSpec(
             base_url=agent_url,
@@ -45,6 +56,12 @@ def resolve_endpoints(settings: Settings, embedded_url: str | None) -> Endpoints
         gradient_model=settings.effective_gradient_model,
         edit_model=settings.effective_edit_model,
     )
+
+
+def _origin_text(url: str) -> str:
+    """``scheme://host:port`` of ``url``: no path, and no user or password a URL might carry."""
+    scheme, host, port = url_origin(url) or ("", "", None)
+    return f"{scheme}://{host}:{port}"
 
 
 def start_endpoints(settings: Settings, stack: ExitStack) -> Endpoints:

@@ -14,6 +14,10 @@ no rollout ids or prompt text. See README "Metrics" for the list.
 
 A one-shot trainer must not exit before Prometheus has read its final values: if anything scraped
 during the run, ``wait_for_final_scrape`` waits (bounded) for one scrape after the last update.
+
+``/metrics`` is served one thread per connection, and a connection that sends nothing for
+``idle_timeout`` seconds is closed: a stuck or slow client (a port scanner, a half-open
+connection) never makes Prometheus's scrape wait behind it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -35,6 +40,8 @@ logger = logging.getLogger(__name__)
 OUTCOMES = contract.ROLLOUT_OUTCOME.values
 REWARD_BUCKETS = contract.REWARD_BUCKETS
 DURATION_BUCKETS = contract.DURATION_BUCKETS
+# Seconds a /metrics connection may sit without sending; Prometheus sends its request at once.
+IDLE_TIMEOUT = 10.0
 # Rollouts of these splits get zero series from the start: rate() and "no errors" panels need a
 # series before the first error. Test rollouts only run at the end of a run.
 ZERO_SERIES_SPLITS = ("train", "val")
@@ -110,23 +117,50 @@ class TrainerMetrics:
 
 
 class _QuietHandler(WSGIRequestHandler):
+    # Socket timeout of every read and write (StreamRequestHandler.setup): an idle connection is
+    # closed instead of holding its thread. MetricsServer sets its own.
+    timeout = IDLE_TIMEOUT
+
+    def handle(self) -> None:
+        # wsgiref reads the request line without BaseHTTPRequestHandler's timeout handling: a
+        # timed-out or reset client would print a traceback to stderr for every stuck connection.
+        try:
+            super().handle()
+        except (TimeoutError, ConnectionError) as exc:
+            logger.debug("metrics: dropped %s: %s", self.address_string(), exc)
+
     def log_message(self, format: str, *args: Any) -> None:  # one line per scrape is noise
         pass
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """One daemon thread per connection: a stuck client holds only its own thread, never the next
+    scrape, and never keeps the process alive at exit."""
+
+    daemon_threads = True
 
 
 class MetricsServer:
     """Serves /metrics and remembers when it was scraped."""
 
-    def __init__(self, metrics: TrainerMetrics, host: str, port: int) -> None:
+    def __init__(self, metrics: TrainerMetrics, host: str, port: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.metrics = metrics
         self.scrapes: list[float] = []
         app = make_wsgi_app(metrics.registry)
 
+        scrape_lock = threading.Lock()
+
         def tracked(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-            self.scrapes.append(time.time())
+            with scrape_lock:  # scrapes run in parallel now; the list stays in time order
+                self.scrapes.append(time.time())
             return app(environ, start_response)  # type: ignore[no-any-return]
 
-        self._server: WSGIServer = make_server(host, port, tracked, handler_class=_QuietHandler)
+        class Handler(_QuietHandler):
+            timeout = idle_timeout
+
+        self._server: WSGIServer = make_server(
+            host, port, tracked, server_class=_ThreadingWSGIServer, handler_class=Handler
+        )
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
 
