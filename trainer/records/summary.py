@@ -7,11 +7,13 @@ it back with :meth:`Summary.load` and get the same fields, checked.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from trainer.records.files import atomic_write_text
@@ -75,6 +77,21 @@ class Tokens(_Model):
     optimizer: dict[str, dict[str, Any]]  # "role:model" -> calls, failures, tokens, seconds, truncated
 
 
+class LedgerSkips(_Model):
+    """Rollout ledger lines the summary did not count: a writer's line cut off by kill -9 or a full
+    disk, garbage, a required field missing or invalid. ``rollouts`` and the token counts are over
+    the other lines; ``lines`` names the first few (``path:line: why``)."""
+
+    count: int = 0
+    lines: list[str] = Field(default_factory=list)
+
+    NAMED: ClassVar[int] = 20  # a ledger of garbage must not make the summary as big as itself
+
+    @classmethod
+    def of(cls, skipped: Sequence[object]) -> LedgerSkips:
+        return cls(count=len(skipped), lines=[str(s) for s in skipped[: cls.NAMED]])
+
+
 class Models(_Model):
     agent: str
     gradient: str
@@ -109,6 +126,8 @@ class Summary(_Model):
     paired_test: PairedSummary
     verdict: str
     rollout_statuses: dict[str, int]
+    # A default, so that summaries written before this field load (a bad line crashed those runs).
+    ledger_skipped: LedgerSkips = Field(default_factory=LedgerSkips)
     test_statuses: dict[str, dict[str, int]]
     candidates: int
     candidates_rejected: int
@@ -153,6 +172,9 @@ def print_summary(summary: Summary, console: Console) -> None:
     facts.add_row("verdict", summary.verdict)
     statuses = ", ".join(f"{k}: {v}" for k, v in summary.rollout_statuses.items())
     facts.add_row("rollouts", f"{summary.rollouts} ({statuses})")
+    if summary.ledger_skipped.count:
+        first = summary.ledger_skipped.lines[0] if summary.ledger_skipped.lines else ""
+        facts.add_row("ledger lines skipped", escape(f"{summary.ledger_skipped.count} (not counted; first: {first})"))
     facts.add_row("candidates", f"{summary.candidates} ({summary.candidates_rejected} rejected by the guard)")
     facts.add_row("LLM tokens", f"{summary.llm_tokens:,}")
     facts.add_row("wall time", f"{summary.wall_seconds:.0f} s")
