@@ -129,3 +129,25 @@ def test_eval_of_one_split_and_its_table(out: Path, dataset: Path, model: Script
     assert "tasks:  7 (test split)" in result.stdout
     assert "score:  1.000" in result.stdout and "(7/7)" in result.stdout
     assert "score:" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("Solve: {question:>1000000000}", "format spec ':>1000000000' in placeholder {question:>1000000000}"),
+        ("Solve: {question.__class__}", "attribute access in placeholder {question.__class__}"),
+    ],
+)
+def test_eval_refuses_a_prompt_file_that_is_not_a_plain_template(
+    tmp_path: Path, dataset: Path, model: ScriptedLLM, template: str, problem: str
+) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(template, encoding="utf-8")
+    before = len(model.requests)
+    result = cli("eval", "--prompt", str(prompt), "--dataset", str(dataset), "--output", str(tmp_path),
+                 cwd=tmp_path, OPENAI_BASE_URL=model.base_url, AGENT_MODEL="scripted")  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "--prompt" in message and str(prompt) in message
+    assert f"{problem} at line 1, column 8" in message
+    assert len(model.requests) == before  # refused before the endpoint is even probed

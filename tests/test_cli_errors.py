@@ -89,6 +89,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "empty": data / "empty.jsonl",
         "small": data / "small.jsonl",
         "seed_braces": data / "seed_braces.txt",
+        "seed_bomb": data / "seed_bomb.txt",
+        "surrogate": data / "surrogate.jsonl",
+        "duplicate": data / "duplicate.jsonl",
         "bracket_dir": data / "[v2]" / "train.jsonl",
     }
     truncated = '{"question": "What is 3 + 3?", "answer": 6'  # line 3: the closing brace is missing
@@ -101,9 +104,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     paths["empty"].write_text("", encoding="utf-8")
     paths["small"].write_text("".join(_line(f"What is {i} + 1?", i + 1) + "\n" for i in range(5)), encoding="utf-8")
     paths["seed_braces"].write_text("Solve it. The expected answer is {answer}.\n", encoding="utf-8")
+    # Line 2 is a lone surrogate: valid JSON, but no UTF-8 ledger, request or span can hold it.
+    paths["surrogate"].write_text(
+        _line("What is 1 + 1?", 2) + "\n" + '{"question": "What is \\ud800?", "answer": 1}\n', encoding="utf-8"
+    )
+    paths["duplicate"].write_text(
+        "".join(_line(q, 2) + "\n" for q in ("What is 1 + 1?", "What is 0 + 2?", " What is 1 + 1? ")), encoding="utf-8"
+    )
+    # Renders a 1 GB system prompt with str.format: refused before anything starts.
+    paths["seed_bomb"].write_text("Solve it.\nQuestion: {question:>1000000000}\n", encoding="utf-8")
 
     store_url = f"http://127.0.0.1:{closed_port()}"
     dead_llm = f"http://127.0.0.1:{closed_port()}/v1"
+    dead_collector = f"http://127.0.0.1:{closed_port()}"
     cases: dict[str, Case] = {
         "missing_dataset": Case(["--dataset", str(paths["missing"])]),
         "malformed_line": Case(["--dataset", str(paths["malformed"])]),
@@ -114,14 +127,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "flag_negative": Case(["--iterations", "-1"]),
         "unreachable_llm": Case([], llm=dead_llm),
         "seed_prompt_braces": Case(["--seed-prompt-file", str(paths["seed_braces"])]),
+        "dataset_surrogate": Case(["--dataset", str(paths["surrogate"])]),
+        "dataset_duplicate": Case(["--dataset", str(paths["duplicate"])]),
+        "seed_prompt_bomb": Case(["--seed-prompt-file", str(paths["seed_bomb"])]),
+        "seed_prompt_attribute": Case([], env={"SEED_PROMPT": "Solve {question.__class__}"}),
         "store_closed": Case(["--store-url", store_url]),
+        "collector_closed": Case([], env={"OTEL_EXPORTER_OTLP_ENDPOINT": dead_collector}),
+        "otlp_endpoint_no_host": Case([], env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://:4318"}),
+        "timeout_inf": Case([], env={"LLM_TIMEOUT": "inf"}),
         "dataset_path_with_brackets": Case(["--dataset", str(paths["bracket_dir"])]),
         "ok": Case(OK_ARGS, llm="ok"),
     }
     env0 = base_env()
     workers = min(len(cases), 2 * (os.cpu_count() or 1))
     with ScriptedLLM() as fake, ScriptedLLM() as ok_fake:
-        urls = {"fake": fake.base_url, "ok": ok_fake.base_url, "dead_llm": dead_llm, "store": store_url}
+        urls = {"fake": fake.base_url, "ok": ok_fake.base_url, "dead_llm": dead_llm, "store": store_url,
+                "collector": dead_collector}  # fmt: skip
         cwds = {name: root / name for name in cases}
 
         def run(name: str) -> Result:
@@ -190,6 +211,14 @@ def test_splits_too_small_name_the_settings_to_change(world: World) -> None:
     )
 
 
+def test_lone_surrogate_names_file_and_line(world: World) -> None:
+    assert_user_error(world.results["dataset_surrogate"], f"{world.paths['surrogate']}:2:", "lone surrogate \\ud800")
+
+
+def test_duplicate_question_names_both_lines(world: World) -> None:
+    assert_user_error(world.results["dataset_duplicate"], f"{world.paths['duplicate']}:3: duplicate of line 1")
+
+
 def test_dataset_path_with_brackets_is_printed_verbatim(world: World) -> None:
     # The console must not read the message as markup: "[v2]" is part of the path.
     assert_user_error(world.results["dataset_path_with_brackets"], str(world.paths["bracket_dir"]))
@@ -212,6 +241,21 @@ def test_seed_prompt_file_with_bad_braces_names_the_file(world: World) -> None:
     )
 
 
+def test_seed_prompt_with_a_format_spec_is_refused_naming_it(world: World) -> None:
+    assert_user_error(
+        world.results["seed_prompt_bomb"],
+        "SEED_PROMPT_FILE",
+        str(world.paths["seed_bomb"]),
+        "format spec ':>1000000000' in placeholder {question:>1000000000} at line 2, column 11",
+    )
+
+
+def test_seed_prompt_with_attribute_access_is_refused_naming_it(world: World) -> None:
+    assert_user_error(
+        world.results["seed_prompt_attribute"], "SEED_PROMPT", "attribute access in placeholder {question.__class__}"
+    )
+
+
 # -- endpoints -----------------------------------------------------------------------------------
 
 
@@ -223,6 +267,20 @@ def test_unreachable_llm_fails_fast_and_names_the_url(world: World) -> None:
 
 def test_closed_store_names_the_url(world: World) -> None:
     assert_user_error(world.results["store_closed"], "STORE_URL", world.urls["store"], "unreachable")
+
+
+def test_closed_collector_is_named_like_any_unreachable_endpoint(world: World) -> None:
+    result = world.results["collector_closed"]
+    assert_user_error(result, "OTEL_EXPORTER_OTLP_ENDPOINT", world.urls["collector"], "unreachable")
+    assert result.seconds < 20
+
+
+def test_otlp_endpoint_without_a_host_is_refused(world: World) -> None:
+    assert_user_error(world.results["otlp_endpoint_no_host"], "OTEL_EXPORTER_OTLP_ENDPOINT", "has no host")
+
+
+def test_infinite_timeout_is_refused(world: World) -> None:
+    assert_user_error(world.results["timeout_inf"], "LLM_TIMEOUT", "finite number", "'inf'")
 
 
 def test_cheap_checks_fail_before_any_llm_call(world: World) -> None:

@@ -211,8 +211,8 @@ def test_baseline_does_not_need_batches_to_fit() -> None:
     assert settings.algorithm == "baseline"
 
 
-@pytest.mark.parametrize("var", ["OPENAI_BASE_URL", "OPTIMIZER_BASE_URL", "STORE_URL"])
-@pytest.mark.parametrize("url", ["ftp://llm.example.com/v1", "localhost:8080/v1", "127.0.0.1:4747"])
+@pytest.mark.parametrize("var", ["OPENAI_BASE_URL", "OPTIMIZER_BASE_URL", "STORE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"])
+@pytest.mark.parametrize("url", ["ftp://llm.example.com/v1", "localhost:8080/v1", "127.0.0.1:4747", "collector:4318"])
 def test_url_without_http_scheme_is_rejected(monkeypatch: pytest.MonkeyPatch, var: str, url: str) -> None:
     monkeypatch.setenv(var, url)
     with pytest.raises(ConfigError) as info:
@@ -221,6 +221,93 @@ def test_url_without_http_scheme_is_rejected(monkeypatch: pytest.MonkeyPatch, va
     assert var in message
     assert "http://" in message
     assert url in message
+
+
+URL_VARS = ["OPENAI_BASE_URL", "OPTIMIZER_BASE_URL", "STORE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+
+
+@pytest.mark.parametrize("var", URL_VARS)
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        # Today's trap: no scheme, so the exporter drops every span and each rollout waits ~25 s.
+        ("collector:4318", "has no scheme"),
+        ("http:collector", "has no scheme"),
+        ("ftp://collector:4318", "has the scheme ftp://"),
+        ("http://:4318", "has no host"),
+        ("http://", "has no scheme"),  # stripped of its slash: "http:"
+        ("http://collector:99999", "has a bad port"),
+        ("http://collector:43l8", "has a bad port"),
+        ("http://collector :4318", "whitespace"),
+        ("http://collector:4318/?debug=1", "query or fragment"),
+        ("http://collector:4318#x", "query or fragment"),
+    ],
+)
+def test_bad_urls_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, url: str, problem: str
+) -> None:
+    monkeypatch.setenv(var, url)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert re.search(rf"{var}( \(--[a-z-]+\))?: ", message), message
+    assert problem in message
+    assert "give an http:// or https:// URL with a host, e.g. http" in message
+
+
+def test_the_otlp_endpoint_error_shows_a_collector_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")
+    with pytest.raises(
+        ConfigError, match=r"OTEL_EXPORTER_OTLP_ENDPOINT: .*has no scheme.*e\.g\. http://collector:4318"
+    ):
+        load_settings()
+
+
+@pytest.mark.parametrize("var", URL_VARS)
+def test_good_urls_are_kept_with_a_lower_case_scheme(monkeypatch: pytest.MonkeyPatch, var: str) -> None:
+    monkeypatch.setenv(var, "HTTPS://User:pw@Collector.example:4318/otlp/")
+    field = var.lower()
+    assert getattr(load_settings(), field) == "https://User:pw@Collector.example:4318/otlp"
+    monkeypatch.setenv(var, "http://[::1]:4318")
+    assert getattr(load_settings(), field) == "http://[::1]:4318"
+
+
+FLOAT_SETTINGS = sorted(
+    name for name, info in Settings.model_fields.items() if info.annotation in (float, float | None)
+)
+DURATIONS = sorted(name for name in FLOAT_SETTINGS if name.endswith("_timeout"))
+
+
+def test_the_duration_settings_are_the_timeouts() -> None:
+    assert DURATIONS == ["llm_timeout", "metrics_final_scrape_timeout", "optimizer_timeout", "rollout_batch_timeout"]
+
+
+@pytest.mark.parametrize("field", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity", "NaN", "1e999"])
+def test_no_float_setting_accepts_inf_or_nan(monkeypatch: pytest.MonkeyPatch, field: str, value: str) -> None:
+    # A timeout of inf waits forever; nan compares false with everything, so no limit of nan is reached.
+    monkeypatch.setenv(field.upper(), value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert f"{field.upper()}" in str(info.value)
+    assert "finite number" in str(info.value)
+    with pytest.raises(ConfigError, match="finite number"):
+        load_settings(**{field: float(value)})  # the same through a flag
+
+
+@pytest.mark.parametrize("field", DURATIONS)
+@pytest.mark.parametrize("value", ["0", "-1", "-0.5"])
+def test_durations_must_be_positive(monkeypatch: pytest.MonkeyPatch, field: str, value: str) -> None:
+    monkeypatch.setenv(field.upper(), value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert f"{field.upper()}: Input should be greater than 0" in str(info.value)
+
+
+@pytest.mark.parametrize("field", DURATIONS)
+def test_durations_accept_finite_positive_values(monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    monkeypatch.setenv(field.upper(), "0.25")
+    assert getattr(load_settings(), field) == 0.25
 
 
 # -- secrets -----------------------------------------------------------------------------------

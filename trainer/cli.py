@@ -160,6 +160,7 @@ def cmd_eval(args: argparse.Namespace, io: Streams) -> int:
         probe_endpoints(endpoints)
         config = RolloutConfig(model=endpoints.agent, task=task, use_calculator=settings.use_calculator)
         result = evaluate(template, tasks, config, settings.effective_eval_concurrency)
+    result.check_answered(f"--prompt {source} on {what}")
     score = result.score
     if args.json:
         payload = {"prompt": source, "tasks": len(tasks), "score": score.value, "correct": score.correct,
@@ -257,15 +258,18 @@ def cmd_store_dashboard(args: argparse.Namespace, io: Streams) -> int:
     if settings.store_url is None:
         raise ConfigError("store-dashboard needs STORE_URL (--store-url): the store whose dashboard it shows")
     try:
-        proxy = ReadOnlyProxy(settings.store_url, host=args.host, port=args.port)
+        proxy = ReadOnlyProxy(settings.store_url, host=args.host, port=args.port, allowed_hosts=args.allowed_host)
     except OSError as exc:
         raise ConfigError(f"store-dashboard: cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    except ValueError as exc:  # STORE_URL or --allowed-host the proxy cannot use
+        raise ConfigError(f"store-dashboard: {exc}") from None
 
     def stop(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    logger.info("store dashboard (read-only) at %s for %s", proxy.url, settings.store_url)
+    served = ", ".join(sorted(f"{name}:{port}" for name, port in proxy.served_hosts))
+    logger.info("store dashboard (read-only) at %s for %s; serving Host %s", proxy.url, settings.store_url, served)
     with contextlib.suppress(KeyboardInterrupt):
         proxy.serve_forever()
     return 0
@@ -332,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
                        cmd_store_dashboard, ["store_url", "log_level"])  # fmt: skip
     dash.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     dash.add_argument("--port", type=int, default=4747, help="port to listen on (default 4747)")
+    dash.add_argument(
+        "--allowed-host", action="append", default=[], metavar="HOST[:PORT]",
+        help="also serve requests with this Host header (port default: --port), e.g. the host port a container "
+        "is published on; localhost, 127.0.0.1 and [::1] with --port are always served, any other Host gets 421",
+    )  # fmt: skip
 
     rep = _subcommand(sub, "report", "redraw a run's reward curve from the prompt DB", cmd_report, ["output_dir"])
     rep.add_argument("--run", help="run id (default: latest)")
@@ -339,17 +348,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from trainer.apo.scoring import RunStopped
     from trainer.data import DatasetError
+    from trainer.records.output_lock import OutputLockError
     from trainer.records.prompt_db import PromptDBError
-    from trainer.serving.probes import LLMError, StoreUnreachable
+    from trainer.serving.probes import CollectorUnreachable, LLMError, StoreUnreachable
 
     args = build_parser().parse_args(argv)
     io = Streams(out=Console(width=None if sys.stdout.isatty() else PIPE_WIDTH), err=Console(stderr=True))
     try:
         return int(args.func(args, io))
-    except (ConfigError, DatasetError, LLMError, StoreUnreachable, PromptDBError) as exc:
+    except (
+        ConfigError,
+        DatasetError,
+        LLMError,
+        StoreUnreachable,
+        CollectorUnreachable,
+        PromptDBError,
+        OutputLockError,
+    ) as exc:
         io.err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
+    except RunStopped as exc:  # a fault outside the prompt: nothing of it became a score
+        io.err.print(f"[bold red]stopped:[/] {escape(str(exc))}", highlight=False)
+        io.err.print("everything scored before it is in the prompt DB; fix the cause, then train with --resume")
+        return 3
     except KeyboardInterrupt:
         io.err.print("interrupted; everything scored so far is in the prompt DB")
         return 130

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_MODEL_NAME = "smollm2-135m"
@@ -24,6 +25,51 @@ EMBEDDED_MODEL_NAME = "smollm2-135m"
 REMOTE_EVAL_CONCURRENCY = 4
 
 
+def url_origin(url: str | None) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port of ``url`` (RFC 6454), default port filled in: where its key may go."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    try:
+        return parts.scheme.lower(), (parts.hostname or ""), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # no valid port: an origin of its own
+        return parts.scheme.lower(), parts.netloc.lower(), None
+
+
+# What each URL setting looks like, for the error message of a bad one.
+_URL_EXAMPLES = {
+    "openai_base_url": "http://llm:8080/v1",
+    "optimizer_base_url": "https://api.openai.com/v1",
+    "store_url": "http://store:4747",
+    "otel_exporter_otlp_endpoint": "http://collector:4318",
+}
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why ``url`` is no http(s) URL the trainer can append a path to, or None if it is one.
+
+    Checked at startup because every failure here is silent later: an OTLP endpoint without a
+    scheme (``collector:4318``) makes the exporter drop every span while each rollout waits ~25 s
+    for it, and a query or fragment would swallow the path the trainer appends.
+    """
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return "contains whitespace or control characters"
+    parts = urlsplit(url)
+    if "://" not in url:
+        return "has no scheme"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"has the scheme {parts.scheme}://, not http:// or https://"
+    if not parts.hostname:
+        return "has no host"
+    try:
+        parts.port  # noqa: B018 - the property raises for a port that is not one
+    except ValueError as exc:
+        return f"has a bad port ({exc})"
+    if parts.query or parts.fragment:
+        return "has a query or fragment (the trainer appends paths to it)"
+    return None
+
+
 class ConfigError(ValueError):
     """A setting is invalid; the message names the setting, its variable and its flag."""
 
@@ -31,7 +77,11 @@ class ConfigError(ValueError):
 class Settings(BaseSettings):
     """Typed settings read from the environment (and ``.env``), overridable by CLI flags."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True)
+    # allow_inf_nan=False: pydantic reads "inf" and "nan" as floats, and a timeout of inf waits forever
+    # (nan compares false with everything, so a limit of nan is never reached): every float is finite.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True, allow_inf_nan=False
+    )
 
     # --- Language model used by the agent's rollouts -------------------------------------------
     openai_base_url: str | None = Field(
@@ -49,7 +99,11 @@ class Settings(BaseSettings):
     optimizer_base_url: str | None = Field(
         None, description="Endpoint for APO's gradient/edit calls; unset = same as the agent's."
     )
-    optimizer_api_key: SecretStr | None = Field(None, description="Key for OPTIMIZER_BASE_URL; unset = OPENAI_API_KEY.")
+    optimizer_api_key: SecretStr | None = Field(
+        None,
+        description="Key for OPTIMIZER_BASE_URL; unset = OPENAI_API_KEY, only if OPTIMIZER_BASE_URL is unset or "
+        "on OPENAI_BASE_URL's scheme, host and port (a key never goes to another server).",
+    )
     gradient_model: str | None = Field(None, description="Model for critiques; unset = AGENT_MODEL.")
     edit_model: str | None = Field(None, description="Model for prompt edits; unset = GRADIENT_MODEL.")
     optimizer_temperature: float = Field(1.0, ge=0.0, le=2.0, description="Diversity of APO's edits.")
@@ -83,6 +137,9 @@ class Settings(BaseSettings):
         json_schema_extra={"flag": "--val-batch-size"},
     )
     rollout_batch_timeout: float = Field(900.0, gt=0, description="Seconds to wait for one batch.")
+    max_endpoint_failures: int = Field(
+        8, ge=1, le=1000, description="Consecutive rollouts failed at the agent's endpoint that stop the run."
+    )
     seed_prompt: str | None = Field(
         None, min_length=1, description="The prompt APO starts from; unset = the task's own seed prompt."
     )
@@ -169,7 +226,7 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Interface of the Prometheus /metrics endpoint.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of /metrics (0 = no metrics endpoint).")
     metrics_final_scrape_timeout: float = Field(
-        30.0, ge=0, description="Seconds to wait at exit for Prometheus to read the final values."
+        30.0, gt=0, description="Seconds to wait at exit for Prometheus to read the final values."
     )
 
     # --- Embedded model server -----------------------------------------------------------------
@@ -215,13 +272,17 @@ class Settings(BaseSettings):
 
     @field_validator("openai_base_url", "optimizer_base_url", "store_url", "otel_exporter_otlp_endpoint")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or value.strip() == "":
             return None
         value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value
+        problem = http_url_problem(value)
+        if problem is not None:
+            # The message is all the user sees: say what a good value looks like for this setting.
+            example = _URL_EXAMPLES.get(info.field_name or "", "http://host:port")
+            raise ValueError(f"{problem}: give an http:// or https:// URL with a host, e.g. {example}")
+        scheme = urlsplit(value).scheme
+        return scheme.lower() + value[len(scheme) :]  # HTTP://x is http://x
 
     # --- Derived values --------------------------------------------------------------------------
     @property
@@ -248,7 +309,9 @@ class Settings(BaseSettings):
 
     @property
     def effective_optimizer_key(self) -> SecretStr | None:
-        return self.optimizer_api_key or self.openai_api_key
+        """OPTIMIZER_API_KEY, else OPENAI_API_KEY if the optimizer is on its server (the embedded one if unset)."""
+        other = self.optimizer_base_url and url_origin(self.optimizer_base_url) != url_origin(self.openai_base_url)
+        return self.optimizer_api_key or (None if other else self.openai_api_key)
 
     def check_training_batches(self) -> None:
         """APO's batches must fit in their splits; only a training needs this."""

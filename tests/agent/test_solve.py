@@ -142,15 +142,16 @@ def test_literal_braces_reach_the_model_as_single_braces() -> None:
     assert messages[0] == ("system", f'Answer as JSON like {{"answer": 4}}. {PROBLEM["question"]}')
 
 
-# -- llm_error -------------------------------------------------------------------------------------
+# -- llm_error and endpoint_error (tests/agent/test_faults.py has every kind of fault) -------------
 
 
-def test_http_500_is_an_llm_error_with_the_servers_message() -> None:
+def test_http_500_is_an_endpoint_error_with_the_url_and_the_servers_message() -> None:
     with ScriptedLLM([Reply(500, SERVER_ERROR)]) as server:
-        outcome = run_solve(TEMPLATE, config(server.base_url))
+        url = server.base_url
+        outcome = run_solve(TEMPLATE, config(url))
         assert len(server.requests) == 1  # max_retries=0: no second attempt
-    assert_failed(outcome, "llm_error")
-    assert outcome.reason == SERVER_ERROR["error"]["message"]
+    assert_failed(outcome, "endpoint_error")
+    assert outcome.reason == f"{url}: HTTP 500: {SERVER_ERROR['error']['message']}"
     assert outcome.system_prompt == RENDERED
 
 
@@ -163,10 +164,11 @@ def test_context_overflow_400_is_an_llm_error() -> None:
     assert "maximum context length is 8192 tokens" in outcome.reason
 
 
-def test_refused_connection_is_an_llm_error() -> None:
-    outcome = run_solve(TEMPLATE, config(f"http://127.0.0.1:{closed_port()}/v1"))
-    assert_failed(outcome, "llm_error")
-    assert outcome.reason == "Connection error."
+def test_refused_connection_is_an_endpoint_error() -> None:
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    outcome = run_solve(TEMPLATE, config(url))
+    assert_failed(outcome, "endpoint_error")
+    assert outcome.reason.startswith(f"{url}: ConnectError") and outcome.reason.endswith("Connection error.")
 
 
 # -- timeout ---------------------------------------------------------------------------------------
@@ -175,10 +177,11 @@ def test_refused_connection_is_an_llm_error() -> None:
 def test_reply_slower_than_the_client_timeout_is_a_timeout() -> None:
     started = time.monotonic()
     with ScriptedLLM([Reply(content="The answer is 16.", delay=5.0)]) as server:
-        outcome = run_solve(TEMPLATE, config(server.base_url, timeout=0.5))
+        url = server.base_url
+        outcome = run_solve(TEMPLATE, config(url, timeout=0.5))
         assert len(server.requests) == 1
     assert_failed(outcome, "timeout")
-    assert outcome.reason == "Request timed out."
+    assert outcome.reason == f"{url}: ReadTimeout: Request timed out."
     assert time.monotonic() - started < 4.0  # the client gave up; the 5 s reply was never awaited
 
 
@@ -186,27 +189,47 @@ def test_solves_own_deadline_turns_a_hang_into_a_timeout() -> None:
     # The deadline is timeout x (retries + 1) + grace; a negative grace is the only way to make it
     # fire before the client's own timeout, i.e. to take solve's asyncio.wait_for branch.
     with ScriptedLLM([Reply(content="The answer is 16.", delay=5.0)]) as server:
-        outcome = run_solve(TEMPLATE, config(server.base_url, timeout=3.0, grace_seconds=-2.0))
+        url = server.base_url
+        outcome = run_solve(TEMPLATE, config(url, timeout=3.0, grace_seconds=-2.0))
     assert_failed(outcome, "timeout")
-    assert outcome.reason == "no answer within 1s"
+    assert outcome.reason == f"{url}: no answer within 1s"
     assert outcome.wall_seconds < 2.5
 
 
 # -- bad_template ----------------------------------------------------------------------------------
 
+HELP = "(write literal braces as {{ and }})"
+ALLOWED = "templates may use only {question}, written bare " + HELP
+
 
 @pytest.mark.parametrize(
     ("template", "reason"),
     [
-        ("Solve it { carefully", "expected '}' before end of string (write literal braces as {{ and }})"),
-        ("Solve {question} }", "Single '}' encountered in format string (write literal braces as {{ and }})"),
+        (
+            "Solve it { carefully",
+            "expected '}' before end of string at line 1, column 10 ('{ carefully') " + HELP,
+        ),
+        (
+            "Solve {question} }",
+            "Single '}' encountered in format string at line 1, column 18 ('}') (write literal braces as {{ and }})",
+        ),
         (
             "The answer is {answer}. {question}",
-            "unknown placeholder {answer}; templates may use only {question} (write literal braces as {{ and }})",
+            "unknown placeholder {answer} at line 1, column 15; " + ALLOWED,
         ),
-        ("Solve {0}", "Replacement index 0 out of range for positional args tuple (write literal braces as {{ and }})"),
+        ("Solve {0}", "positional placeholder {0} at line 1, column 7; " + ALLOWED),
+        # A spec that once raised MemoryError in the rollout: refused without rendering anything.
+        (
+            "Solve {question:>1000000000000000}",
+            "format spec ':>1000000000000000' in placeholder {question:>1000000000000000} at line 1, column 7; "
+            + ALLOWED,
+        ),
+        (
+            "Solve {question.__class__}",
+            "attribute access in placeholder {question.__class__} at line 1, column 7; " + ALLOWED,
+        ),
     ],
-    ids=["stray-open", "stray-close", "unknown-field", "positional"],
+    ids=["stray-open", "stray-close", "unknown-field", "positional", "memory-bomb", "attribute"],
 )
 def test_bad_template_sends_no_request(template: str, reason: str) -> None:
     with ScriptedLLM(perfect_agent([PROBLEM])) as server:

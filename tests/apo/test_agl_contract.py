@@ -50,7 +50,7 @@ TRAINER_DIR = Path(trainer.__file__).resolve().parent
 REPO = TRAINER_DIR.parent
 
 # TrackedAPO's own helpers (everything else it defines must override an APO method).
-TRACKED_ONLY = {"_record_val", "_mark_best", "best_label"}
+TRACKED_ONLY = {"_record_val", "_mark_best", "best_label", "_run_batch", "_check_store_knows"}
 # Decorators that wrap APO methods, by the qualified name of the wrapper's code, and the argument
 # each one injects (callers never pass it; the override must not declare it).
 INJECTING_WRAPPERS = {
@@ -177,9 +177,23 @@ def test_apo_keeps_the_loop_tracked_apo_hooks_into() -> None:
     assert "if not new_prompt:" in generate and "continue" in generate, changed(
         "how APO treats an empty edit", ALGORITHM, "a failed branch returns None and relies on APO skipping it"
     )
-    assert "self.get_rollout_results(" in inspect.getsource(APO.evaluate_prompt_on_batch), changed(
-        "APO.evaluate_prompt_on_batch", ALGORITHM, "TrackedAPO.get_rollout_results compacts spans there"
+    best = inspect.getsource(APO.get_best_prompt)
+    assert "self._history_best_prompt" in best, changed(
+        "APO.get_best_prompt", ALGORITHM, "TrackedAPO._update_best_prompt sets APO's _history_best_* itself"
     )
+
+
+def test_store_methods_tracked_apo_runs_a_batch_with() -> None:
+    # TrackedAPO._run_batch replaces APO's evaluation loop and calls the store itself.
+    store = agl.LightningStore
+    for name, params in {
+        "update_resources": {"resources_id", "resources"},
+        "enqueue_rollout": {"input", "mode", "resources_id"},
+        "wait_for_rollouts": {"rollout_ids", "timeout"},
+        "query_rollouts": {"rollout_id_in"},
+    }.items():
+        signature = inspect.signature(getattr(store, name))
+        assert params <= set(signature.parameters), changed(f"LightningStore.{name}'s parameters", ALGORITHM)
 
 
 def test_tracked_apo_constructor_kwargs_are_apo_parameters() -> None:
@@ -191,7 +205,8 @@ def test_tracked_apo_constructor_kwargs_are_apo_parameters() -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "TrackedAPO"
     ]
     assert calls, "trainer/training/train.py no longer builds TrackedAPO(...): update this test"
-    passed = {kw.arg for call in calls for kw in call.keywords if kw.arg} - {"observer", "guard"}
+    ours = {"observer", "guard", "run_id", "store_url", "max_endpoint_failures"}
+    passed = {kw.arg for call in calls for kw in call.keywords if kw.arg} - ours
     params = inspect.signature(APO.__init__).parameters
     unknown = sorted(passed - set(params))
     assert not unknown, changed("APO.__init__'s parameters", "trainer/training/train.py", f"no longer takes {unknown}")
@@ -232,8 +247,7 @@ def test_apo_data_types() -> None:
 
 
 def test_apo_private_module_details_the_in_process_test_patches() -> None:
-    # tests/apo/test_tracked_apo.py shortens APO's 2 s poll and makes its template choice cyclic.
-    assert "asyncio.sleep(" in inspect.getsource(APO.evaluate_prompt_on_batch), "APO no longer polls with asyncio.sleep"
+    # tests/apo/test_tracked_apo.py makes APO's template choice cyclic.
     assert len(apo_module.GRADIENT_PROMPT_FILES) == 3, changed(
         "APO's critique templates", "trainer/testing/behaviours.py"
     )

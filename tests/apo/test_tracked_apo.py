@@ -16,16 +16,15 @@ How it runs (the cheapest real way found):
   for the rest of the pytest process (OpenTelemetry allows one global provider per process), so
   this module runs one training and every test reads it.
 - Both LLM roles are one ``ScriptedLLM`` routed by model name; the optimizer is the production
-  ``optimizer_client``. Two module attributes of APO are patched for the run: its 2 s poll between
-  checks of a rollout batch (0.05 s here; ~28 s saved) and its random choice of critique/edit
-  template (cycled here, so the run is deterministic and every template is exercised).
+  ``optimizer_client``. One module attribute of APO is patched for the run: its random choice of
+  critique/edit template (cycled here, so the run is deterministic and every template is exercised).
   ``test_agl_contract.py`` pins both details. What still costs time: APO renders each critique and
   edit prompt with POML, a Node.js subprocess of ~2.5 s on a busy machine, 7 times.
 
 The script (beam 1 x 2, 2 rounds, train 4, val 4, batches of 2):
 
 - the seed (v0) is right on two val questions, and only the first time each is asked: 0.5 on the
-  full val set, then 0.0 on the round-1 val batch, so its current score must stay 0.5 (n=4);
+  full val set, then 0.0 on the round-1 val batch, so its pooled score becomes 2/6 (n=6);
 - round 1: the first critique call gets HTTP 400 (a context overflow: that branch is lost), the
   second branch's edit adds PHRASE (v1), which the agent always answers right: v1 wins the beam
   and becomes the best;
@@ -53,15 +52,15 @@ import agentlightning as agl
 import openai
 import pytest
 from agentlightning.algorithm.apo import apo as apo_module
-from agentlightning.algorithm.apo.apo import APO
 
 from trainer.agent.model import ModelSpec
 from trainer.agent.solve import RolloutConfig
 from trainer.apo.algorithm import TrackedAPO
 from trainer.apo.guard import GuardLimits
-from trainer.apo.observer import APOObserver, Observers, ValScore
+from trainer.apo.observer import APOObserver, Observers
 from trainer.apo.optimizer_llm import UsageLedger, optimizer_client
 from trainer.apo.plan import expected_rollouts
+from trainer.apo.scoring import ValScore
 from trainer.config import Settings
 from trainer.data.problems import generate_problems
 from trainer.data.splits import Splits
@@ -124,6 +123,9 @@ class RecordingObserver(APOObserver):
 
     def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
         self.events.append(("prompt_rejected", label, reason, round_number))
+
+    def prompt_unscored(self, label: str, *, round_number: int, planned: int, reason: str) -> None:
+        self.events.append(("prompt_unscored", label, round_number, planned, reason))
 
     def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
         self.events.append(("prompt_scored", label, round_number, batch, current, first))
@@ -246,12 +248,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         ScriptedLLM(script, models=[AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL]) as server,
         pytest.MonkeyPatch.context() as mp,
     ):
-        mp.setattr(apo_module, "asyncio", SimpleNamespace(sleep=fast_sleep))
         mp.setattr(apo_module, "random", SimpleNamespace(choice=CyclingChoice().choice, sample=random.sample))
         client = optimizer_client(server.base_url, None, max_tokens=1024, timeout=10.0, max_retries=0, usage=usage)
         algorithm = TrackedAPO(
             client,
             observer=Observers([observer, recorder]),
+            run_id=RUN_ID,
             guard=GUARD,
             gradient_model=GRADIENT_MODEL,
             apply_edit_model=EDIT_MODEL,
@@ -315,14 +317,14 @@ def test_exact_event_sequence(run: Run) -> None:
         read2,
         ("prompt_created", "v1", EDIT_GOOD, "v0", 1),
         read2,
-        ("prompt_scored", "v0", 0, ValScore(0.0, 2), ValScore(0.5, 4), False),
-        ("best_rescored", "v0", ValScore(0.5, 4)),
+        ("prompt_scored", "v0", 0, ValScore(0.0, 2), ValScore(2 / 6, 6), False),
+        ("best_rescored", "v0", ValScore(2 / 6, 6)),
         read2,
         ("prompt_scored", "v1", 1, ValScore(1.0, 2), ValScore(1.0, 2), True),
         read4,
-        ("prompt_scored", "v1", 1, ValScore(1.0, 4), ValScore(1.0, 4), False),
+        ("prompt_scored", "v1", 1, ValScore(1.0, 4), ValScore(1.0, 6), False),
         ("round_finished", 1),
-        ("best_changed", "v1", ValScore(1.0, 4)),
+        ("best_changed", "v1", ValScore(1.0, 6)),
         # round 2: both candidates rejected before any rollout; the leader is rescored twice
         ("round_started", 2),
         read2,
@@ -332,11 +334,11 @@ def test_exact_event_sequence(run: Run) -> None:
         ("prompt_created", "v3", EDIT_LONG, "v1", 2),
         ("prompt_rejected", "v3", too_long(), 2),
         read2,
-        ("prompt_scored", "v1", 1, ValScore(1.0, 2), ValScore(1.0, 4), False),
-        ("best_rescored", "v1", ValScore(1.0, 4)),
+        ("prompt_scored", "v1", 1, ValScore(1.0, 2), ValScore(1.0, 8), False),
+        ("best_rescored", "v1", ValScore(1.0, 8)),
         read4,
-        ("prompt_scored", "v1", 1, ValScore(1.0, 4), ValScore(1.0, 4), False),
-        ("best_rescored", "v1", ValScore(1.0, 4)),
+        ("prompt_scored", "v1", 1, ValScore(1.0, 4), ValScore(1.0, 12), False),
+        ("best_rescored", "v1", ValScore(1.0, 12)),
         ("round_finished", 2),
     ]
 
@@ -418,23 +420,29 @@ def test_rounds_are_started_and_finished_in_order(run: Run) -> None:
 def test_best_moves_to_the_candidate_that_scores_higher(run: Run) -> None:
     assert run.observer.named("best_changed") == [
         ("best_changed", "v0", ValScore(0.5, 4)),
-        ("best_changed", "v1", ValScore(1.0, 4)),
+        ("best_changed", "v1", ValScore(1.0, 6)),
     ]
     assert run.algorithm.best_label == "v1"
     assert run.algorithm.get_best_prompt().template == EDIT_GOOD
     assert run.algorithm._history_best_score == 1.0
 
 
-def test_current_score_follows_the_larger_sample(run: Run) -> None:
+def test_current_score_pools_every_val_rollout(run: Run) -> None:
     current: dict[str, ValScore] = {}
     for _, label, _, batch, reported, _ in run.observer.named("prompt_scored"):
         previous = current.get(label)
-        expected = batch if previous is None or batch.n >= previous.n else previous
+        expected = (
+            batch
+            if previous is None
+            else ValScore((previous.total + batch.total) / (previous.n + batch.n), previous.n + batch.n)
+        )
         assert reported == expected, (label, batch, previous)
         current[label] = reported
-    # The case that tells the rule apart: the seed's 0.0 on 2 tasks does not replace its 0.5 on 4.
+    # The case that tells pooling apart: the seed's 2/4 then 0/2 is 2/6, not either one of them.
     seed_scores = [(e[3], e[4]) for e in run.observer.named("prompt_scored") if e[1] == "v0"]
-    assert seed_scores == [(ValScore(0.5, 4), ValScore(0.5, 4)), (ValScore(0.0, 2), ValScore(0.5, 4))]
+    assert seed_scores == [(ValScore(0.5, 4), ValScore(0.5, 4)), (ValScore(0.0, 2), ValScore(2 / 6, 6))]
+    # APO ranks by the same pooled number the observers were told.
+    assert run.algorithm._history_best_score == current["v1"].value
 
 
 # -- what the critique saw ---------------------------------------------------------------------------
@@ -520,12 +528,12 @@ def test_rejected_candidate_stays_out_of_a_beam_with_room(monkeypatch: pytest.Mo
     """
     scored: list[str] = []
 
-    async def fixed_score(self: Any, prompt: Any, resource_name: str, dataset: Any, mode: Any, **_: Any) -> Any:
+    async def fixed_batch(self: Any, prompt: Any, resource_name: str, dataset: Any, mode: Any) -> Any:
         scored.append(prompt.version)
-        return [], 0.25
+        return [{"status": "succeeded", "final_reward": 0.25, "spans": [], "messages": []} for _ in dataset]
 
-    monkeypatch.setattr(APO, "evaluate_prompt_on_batch", fixed_score)
-    algorithm = TrackedAPO(object(), observer=RecordingObserver(), guard=GUARD, beam_width=3, beam_rounds=1)
+    monkeypatch.setattr(TrackedAPO, "_run_batch", fixed_batch)
+    algorithm = TrackedAPO(object(), observer=RecordingObserver(), guard=GUARD, run_id="r", beam_width=3, beam_rounds=1)
     seed = algorithm._create_versioned_prompt(agl.PromptTemplate(template=SEED, engine="f-string"))
     algorithm._parent = seed
     duplicate = algorithm._create_versioned_prompt(agl.PromptTemplate(template=SEED, engine="f-string"))
@@ -549,8 +557,8 @@ def test_prompt_db_holds_the_lineage_statuses_and_scores(run: Run) -> None:
         for label, p in records.items()
     }
     assert summary == {
-        "v0": (None, 0, "scored", None, 0.5, 4, False, SEED),
-        "v1": (ids["v0"], 1, "scored", None, 1.0, 4, True, EDIT_GOOD),
+        "v0": (None, 0, "scored", None, 2 / 6, 6, False, SEED),
+        "v1": (ids["v0"], 1, "scored", None, 1.0, 12, True, EDIT_GOOD),
         "v2": (ids["v1"], 2, "rejected", "duplicate", 0.0, None, False, SEED),
         "v3": (ids["v1"], 2, "rejected", too_long(), 0.0, None, False, EDIT_LONG),
     }

@@ -135,19 +135,19 @@ def test_lineage_is_root_first(pm: PromptDB) -> None:
         pm.lineage(12345)
 
 
-def test_evaluations_keep_largest_n_latest_on_tie(pm: PromptDB) -> None:
+def test_val_score_pools_every_val_evaluation(pm: PromptDB) -> None:
     pid = pm.add_prompt(RUN, "v0", "p", parent_id=None, round=0)
     assert pm.get(pid).status == "candidate"
 
     pm.record_evaluation(pid, "val", 0.9, 5)  # beam mini-batch
     assert (pm.get(pid).val_score, pm.get(pid).val_n, pm.get(pid).status) == (0.9, 5, "scored")
     pm.record_evaluation(pid, "val", 0.6, 50)  # full val set
-    pm.record_evaluation(pid, "val", 1.0, 5)  # a later, smaller batch must not win
-    assert (pm.get(pid).val_score, pm.get(pid).val_n) == (0.6, 50)
-    pm.record_evaluation(pid, "val", 0.7, 50)  # same n: the latest wins
-    assert (pm.get(pid).val_score, pm.get(pid).val_n) == (0.7, 50)
+    pm.record_evaluation(pid, "val", 1.0, 5)
+    pm.record_evaluation(pid, "val", 0.7, 50)
+    # correct / total over all 110 rollouts: 4.5 + 30 + 5 + 35 = 74.5
+    assert pm.get(pid).val_n == 110 and pm.get(pid).val_score == pytest.approx(74.5 / 110)
     pm.record_evaluation(pid, "test", 0.1, 500)  # other splits never feed val_score
-    assert (pm.get(pid).val_score, pm.get(pid).val_n) == (0.7, 50)
+    assert pm.get(pid).val_n == 110 and pm.get(pid).val_score == pytest.approx(74.5 / 110)
 
     evals = pm.evaluations(pid)
     assert [(e.split, e.score, e.n) for e in evals] == [
@@ -596,6 +596,36 @@ def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
         PromptDB(path)
     assert str(path) in str(excinfo.value)
     assert path.read_bytes() == content
+
+
+def test_unscored_evaluations_are_kept_without_a_number(pm: PromptDB) -> None:
+    pid = pm.add_prompt(RUN, "v0", "p", parent_id=None, round=0)
+    pm.record_unscored(pid, "val", 16, "3 of 16 rollouts gave an answer")
+    assert pm.unscored(pid) == [("val", 16, "3 of 16 rollouts gave an answer")]
+    record = pm.get(pid)
+    assert (record.status, record.val_score, record.val_n) == ("candidate", None, None)
+    assert pm.evaluations(pid) == []
+    with pytest.raises(ValueError, match="reason"):
+        pm.record_unscored(pid, "val", 16, "")
+
+
+def test_a_version_1_file_is_migrated_keeping_everything(db_path: Path) -> None:
+    with PromptDB(db_path) as pm:
+        pm.start_run(RUN, "apo", {})
+        pid = pm.add_prompt(RUN, "v0", "p", parent_id=None, round=0)
+        pm.record_evaluation(pid, "val", 0.5, 4)
+    conn = _raw(db_path)  # what a version-1 trainer left: no unscored_evaluations table
+    conn.execute("DROP TABLE unscored_evaluations")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+    with PromptDB(db_path) as pm:
+        assert (pm.get(pid).val_score, pm.get(pid).val_n) == (0.5, 4)
+        pm.record_unscored(pid, "val", 4, "0 of 4 rollouts gave an answer")
+        assert len(pm.unscored(pid)) == 1
+    conn = _raw(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
 
 
 def test_newer_schema_version_is_refused(db_path: Path) -> None:

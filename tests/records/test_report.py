@@ -32,7 +32,7 @@ def build_db(out: Path) -> PromptDB:
     # round 1: one candidate scored on a mini-batch then rescored on full val; one rejected
     v1 = pm.add_prompt(RUN, "v1", "Compute carefully. The answer is <number>.", parent_id=seed, round=1)
     pm.record_evaluation(v1, "val", 0.5, 4)
-    pm.record_evaluation(v1, "val", 0.4375, 16)  # the full-val score is the one that counts
+    pm.record_evaluation(v1, "val", 0.4375, 16)  # pooled with the mini-batch: (2 + 7) / 20 = 0.45
     v2 = pm.add_prompt(RUN, "v2", "You  solve math word problems.", parent_id=seed, round=1)
     pm.reject(v2, "duplicate")
     # round 2: a better one, a worse one, and one never scored (the run stopped)
@@ -67,8 +67,8 @@ def db(tmp_path: Path) -> Iterator[PromptDB]:
 def test_curve_points_from_a_real_db(db: PromptDB) -> None:
     points = curve_points(db.list(RUN))
     assert points["rounds"] == [0, 1, 2, 3]
-    assert points["scores"] == [[0.25], [0.4375, 0.0], [0.375, 0.75], [0.5]]
-    assert points["best_so_far"] == [0.25, 0.4375, 0.75, 0.75]
+    assert points["scores"] == [[0.25], [0.45, 0.0], [0.375, 0.75], [0.5]]
+    assert points["best_so_far"] == [0.25, 0.45, 0.75, 0.75]
     assert points["seed"] == 0.25
 
 

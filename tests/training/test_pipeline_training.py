@@ -163,8 +163,9 @@ def test_apo_found_the_hinted_prompt_with_exactly_the_planned_rollouts(trained: 
     assert Counter(r["status"] for r in rows) == {"ok": EXPECTED_ROLLOUTS}
     assert Counter(r["reward"] for r in rows) == {0.0: 22, 1.0: 12}  # only HINTED's rollouts are right
     assert [(p.label, p.template, p.round, p.status, p.val_score, p.val_n, p.is_best) for p in prompts.values()] == [
-        ("v0", SEED_PROMPT, 0, "scored", 0.0, 6, False),
-        ("v1", HINTED, 1, "scored", 1.0, 6, True),
+        # val_n pools every val rollout a prompt had (trainer.apo.scoring): the ledger's counts above
+        ("v0", SEED_PROMPT, 0, "scored", 0.0, 12, False),
+        ("v1", HINTED, 1, "scored", 1.0, 12, True),
         ("v2", UNHINTED, 1, "scored", 0.0, 6, False),
     ]
     assert (summary["seed_val_score"], summary["best_val_score"], summary["best_prompt_version"]) == (0.0, 1.0, "v1")

@@ -204,12 +204,12 @@ def test_killed_training_keeps_everything_scored_and_resumes(tmp_path: Path) -> 
             killed = prompts.list(run.run_id)
             seed = next(p for p in killed if p.round == 0)
         assert run.status not in ("completed", "failed")  # killed: nobody got to record an ending
-        assert seed.val_score is not None and seed.val_n == 6
+        assert seed.val_score is not None and seed.val_n == 12  # baseline and round 1's beam batch, pooled
         assert best is not None
         # Everything scored before the kill is there, and nothing of round 2 yet.
         assert [(p.label, p.template, p.status, p.val_score, p.val_n, p.is_best) for p in killed] == [
-            ("v0", DEFAULT_SEED_PROMPT, "scored", 0.0, 6, False),
-            ("v1", HINTED, "scored", 1.0, 6, True),
+            ("v0", DEFAULT_SEED_PROMPT, "scored", 0.0, 12, False),
+            ("v1", HINTED, "scored", 1.0, 12, True),  # its beam batch and its full-set rescoring
             ("v2", UNHINTED, "scored", 0.0, 6, False),
         ]
         rows = ledger_rows(tmp_path, run.run_id)
@@ -238,3 +238,73 @@ def test_killed_training_keeps_everything_scored_and_resumes(tmp_path: Path) -> 
     assert (best.label, best.round, best.template) == ("v1", 1, HINTED)
     # The resumed seed holds the hint: the agent is right on every val and test problem.
     assert (summary["seed_val_score"], summary["seed_test_score"]) == (1.0, 1.0)
+
+
+class Outage:
+    """The agent's endpoint: answers (perfectly) until ``after`` requests, then HTTP 503 until restored."""
+
+    def __init__(self, agent: Behaviour, after: int) -> None:
+        self.agent, self.after = agent, after
+        self.seen = 0
+        self.down = True
+        self._lock = threading.Lock()
+
+    def __call__(self, request: dict[str, Any]) -> Reply:
+        with self._lock:
+            self.seen += 1
+            failing = self.down and self.seen > self.after
+        return Reply(503, OVERLOADED) if failing else self.agent(request)
+
+
+def test_endpoint_outage_stops_the_run_and_never_becomes_a_score(tmp_path: Path) -> None:
+    """The agent's server answers the probe and the seed's baseline (1 + 6 requests), then 503s.
+
+    A perfect agent: no recorded val score may fall below 1.0. The run must stop with exit 3 after
+    MAX_ENDPOINT_FAILURES rollouts in a row, naming the URL; the seed's score, the best-prompt files
+    and the DB stay as they were, the run is marked failed, and --resume goes on from there.
+    """
+    outage = Outage(perfect_agent(TASKS), after=1 + len(SPLITS.val))
+    optimizer = ScriptedOptimizer(CRITIQUE, [EDITED])
+    script = route(agent=outage, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
+    with ScriptedLLM(script) as llm:
+        started = time.monotonic()
+        result = run_trainer(
+            ["train", *TINY, "--output", str(tmp_path)], cwd=tmp_path, **scripted_env(llm),
+            MAX_ENDPOINT_FAILURES="3", LLM_MAX_RETRIES="0",
+        )  # fmt: skip
+        stop_seconds = time.monotonic() - started
+        assert result.returncode == 3, result.stderr[-4000:]
+        assert "stopped:" in result.stderr and llm.base_url in result.stderr and "HTTP 503" in result.stderr
+        assert "MAX_ENDPOINT_FAILURES=3" in result.stderr
+        assert not (tmp_path / "summary.json").exists()
+        best_before = (tmp_path / "best_prompt.txt").read_bytes()
+        with PromptDB(tmp_path / "prompts.db") as prompts:
+            run = prompts.runs()[-1]
+            records = prompts.list(run.run_id)
+            evaluations = [e for p in records for e in prompts.evaluations(p.id)]
+        assert run.status == "failed"
+        assert (records[0].label, records[0].status, records[0].val_score, records[0].val_n, records[0].is_best) == (
+            "v0",
+            "scored",
+            1.0,
+            6,
+            True,
+        )
+        assert evaluations and all(e.score >= 1.0 for e in evaluations), evaluations
+        assert best_before.decode() == DEFAULT_SEED_PROMPT
+        rows = ledger_rows(tmp_path, run.run_id)
+        faults = [r for r in rows if r["status"] == "endpoint_error"]
+        assert len(faults) >= 3 and all(llm.base_url in r["reason"] for r in faults)
+
+        outage.down = False  # the server is back
+        resumed = run_trainer(
+            ["train", *TINY, "--output", str(tmp_path), "--resume"], cwd=tmp_path, **scripted_env(llm)
+        )
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["run_id"] != run.run_id
+    with PromptDB(tmp_path / "prompts.db") as prompts:
+        assert [r.status for r in prompts.runs()] == ["failed", "completed"]
+        scores = [p.val_score for p in prompts.list(summary["run_id"]) if p.status == "scored"]
+    assert scores and min(scores) >= 1.0
+    print(f"outage: exit 3 after {stop_seconds:.1f}s, {len(faults)} faulted rollouts, nothing scored from them")

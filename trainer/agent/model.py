@@ -38,6 +38,8 @@ class ModelSpec:
 def create_model(spec: ModelSpec) -> OpenAILike:
     from agno.models.openai import OpenAILike
 
+    from trainer.agent.faults import recording_http_client
+
     # OpenAILike, not OpenAIChat: OpenAIChat sends the system prompt with role "developer",
     # which most local chat templates (SmolLM2's included) reject.
     return OpenAILike(
@@ -48,6 +50,10 @@ def create_model(spec: ModelSpec) -> OpenAILike:
         max_tokens=spec.max_tokens,
         timeout=spec.timeout,
         max_retries=spec.max_retries,
+        # Notes each HTTP attempt's outcome, so solve() can tell an endpoint fault from a bad reply.
+        # Passed through client_params: agno's own http_client field insists on `httpx` types,
+        # while the openai SDK it hands them to is built on `httpx2`.
+        client_params={"http_client": recording_http_client(spec.base_url)},
     )
 
 

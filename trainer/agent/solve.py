@@ -5,10 +5,10 @@ stray brace, makes it a *bad template*. ``solve`` builds the task's Agno agent w
 prompt as the system message, asks the problem's question as the user message, and grades the reply
 the task's way.
 
-It never raises: an LLM error, a timeout or a template APO broke all give reward 0.0 and a status
-saying which. Raising would fail the rollout in the store, and APO would then score the prompt on
-fewer tasks than the others, which is a silent bias; a 0.0 keeps the comparison fair and the status
-keeps it honest.
+It never raises. A failure the prompt caused (a template APO broke, an error reply such as a
+context overflow) gives reward 0.0 and a status saying which. A failure of the endpoint (refused or
+reset connection, 5xx, 429, timeout: :mod:`trainer.agent.faults`) gets status ``endpoint_error`` or
+``timeout``: the rollout then reports no reward at all, because it says nothing about the prompt.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from trainer.agent.faults import ENDPOINT_FAULTS, FaultRecord, recording_faults
 from trainer.agent.model import ModelSpec, model_for_current_loop
 from trainer.agent.template import TemplateError, render_prompt
 from trainer.task import Problem, Task
 
-Status = Literal["ok", "llm_error", "timeout", "bad_template"]
+Status = Literal["ok", "llm_error", "endpoint_error", "timeout", "bad_template"]
 
 
 @dataclass
@@ -49,6 +50,11 @@ class RolloutOutcome:
     prompt_version: str | None = None
     runner: str | None = None  # host:pid of the process that ran it (runners may be other containers)
     finished_at: float = field(default_factory=time.time)
+
+    @property
+    def is_fault(self) -> bool:
+        """The endpoint failed, not the prompt: this outcome is no data point about the prompt."""
+        return self.status in ENDPOINT_FAULTS
 
 
 @dataclass(frozen=True)
@@ -86,13 +92,25 @@ async def solve(problem: Problem, template: str, config: RolloutConfig) -> Rollo
     model = model_for_current_loop(config.model)
     agent = task.build_agent(system_prompt, model, use_calculator=config.use_calculator)
     llm_started = time.monotonic()
+    with recording_faults() as record:
+        await _ask(agent, problem, config, outcome, record)
+    outcome.llm_seconds = time.monotonic() - llm_started
+    outcome.wall_seconds = time.monotonic() - started
+    return outcome
+
+
+async def _ask(
+    agent: Any, problem: Problem, config: RolloutConfig, outcome: RolloutOutcome, record: FaultRecord
+) -> None:
+    """Ask the question and fill ``outcome``: the reply graded, or the failure classified."""
     try:
         result = await asyncio.wait_for(agent.arun(problem["question"]), timeout=config.deadline_seconds)
     except TimeoutError:
         outcome.status = "timeout"
-        outcome.reason = f"no answer within {config.deadline_seconds:g}s"
+        outcome.reason = f"{config.model.base_url}: no answer within {config.deadline_seconds:g}s"
     except Exception as exc:  # agno normally reports errors in the result; this is the rest
-        outcome.status, outcome.reason = "llm_error", f"{type(exc).__name__}: {exc}"[:500]
+        outcome.status = "endpoint_error" if record.fault else "llm_error"
+        outcome.reason = f"{record.fault or type(exc).__name__}: {exc}"[:500]
     else:
         content = result.content if isinstance(result.content, str) else str(result.content or "")
         metrics = result.metrics
@@ -100,14 +118,15 @@ async def solve(problem: Problem, template: str, config: RolloutConfig) -> Rollo
             outcome.input_tokens = int(metrics.input_tokens or 0)
             outcome.output_tokens = int(metrics.output_tokens or 0)
         if str(getattr(result.status, "value", result.status)).upper() == "ERROR":
-            # agno does not raise on LLM failures: it returns status=error with the message.
-            outcome.status = "timeout" if _is_timeout(content) else "llm_error"
-            outcome.reason = content[:500]
+            # agno does not raise on LLM failures: it returns status=error with the message. The
+            # transport saw what really happened (a status code, a reset): it decides whose fault.
+            if record.fault is not None:
+                outcome.status = "timeout" if _is_timeout(record.fault) else "endpoint_error"
+                outcome.reason = f"{record.fault}: {content}"[:500]
+            else:
+                outcome.status, outcome.reason = "llm_error", content[:500]
         else:
-            graded = task.grade(content, problem)
+            graded = config.task.grade(content, problem)
             outcome.reward = graded.reward
             outcome.reply = content
             outcome.extracted = graded.extracted
-    outcome.llm_seconds = time.monotonic() - llm_started
-    outcome.wall_seconds = time.monotonic() - started
-    return outcome

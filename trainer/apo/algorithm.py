@@ -15,6 +15,7 @@ The APO internals it overrides are private to Agent Lightning 0.3.0; ``tests/apo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -25,18 +26,37 @@ from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, Versioned
 
 from trainer.agent.template import TEMPLATE_ENGINE
 from trainer.apo.guard import GuardLimits, rejection_reason
-from trainer.apo.observer import APOObserver, ValScore
+from trainer.apo.observer import APOObserver
 from trainer.apo.optimizer_llm import optimizer_role
+from trainer.apo.resources import resources_id
+from trainer.apo.scoring import BatchTally, EndpointWatch, StoreLost, ValScore, tally
 from trainer.apo.span_reads import compact_span, spans_complete, worth_critiquing
 from trainer.task import Problem
 
 logger = logging.getLogger(__name__)
 
+# How often a waiting batch asks the store for finished rollouts (stock APO sleeps 2 s between
+# asks, which adds a second per batch on average); asking costs one small request.
+BATCH_POLL_SECONDS = 0.25
+# How often a waiting batch checks that the store still knows its rollouts (a restarted
+# in-memory store forgets them, and waiting the whole batch timeout for them helps nobody).
+STORE_CHECK_SECONDS = 2.0
+
 
 class TrackedAPO(APO[Problem]):
     """APO that reports, guards and survives; see the module docstring."""
 
-    def __init__(self, client: Any, *, observer: APOObserver, guard: GuardLimits | None, **apo_kwargs: Any) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        observer: APOObserver,
+        guard: GuardLimits | None,
+        run_id: str,
+        store_url: str | None = None,
+        max_endpoint_failures: int = 8,
+        **apo_kwargs: Any,
+    ) -> None:
         super().__init__(client, **apo_kwargs)
         self.observer = observer
         self.guard = guard
@@ -48,6 +68,12 @@ class TrackedAPO(APO[Problem]):
         self._round = 0
         self._best: str | None = None
         self._round_started = time.monotonic()
+        self._full_set: set[str] = set()  # prompts scored on the whole val set: the best is one of them
+        self._prompts: dict[str, VersionedPromptTemplate] = {}
+        self._order: dict[str, int] = {}  # label -> creation order, for ties
+        self._watch = EndpointWatch(max_endpoint_failures)
+        self.run_id = run_id
+        self.store_url = store_url
         observer.rounds_planned(self.beam_rounds)
 
     async def run(self, train_dataset: Any = None, val_dataset: Any = None) -> None:
@@ -76,6 +102,8 @@ class TrackedAPO(APO[Problem]):
                 template, parent=parent.prompt_template.template, seen=self._templates, limits=self.guard
             )
         self._created_in[versioned.version] = self._round
+        self._prompts[versioned.version] = versioned
+        self._order[versioned.version] = len(self._order)
         self._templates.append(template)
         self.observer.prompt_created(
             versioned.version, template, parent=parent.version if parent else None, round_number=self._round
@@ -166,28 +194,83 @@ class TrackedAPO(APO[Problem]):
         *,
         prefix: str | None = None,
     ) -> tuple[list[RolloutResultForAPO], float]:
+        """Stock APO's evaluation, with faults kept out of the score (trainer.apo.scoring).
+
+        Returns what APO ranks by: for val, the prompt's pooled val score (-inf while it has none).
+        """
         if prompt.version in self._rejected:
             return [], 0.0
-        results, score = await super().evaluate_prompt_on_batch(prompt, resource_name, dataset, mode, prefix=prefix)
-        if mode == "val":
-            self._record_val(prompt.version, ValScore(score, len(dataset)))
-        return results, score
+        results = await self._run_batch(prompt, resource_name, dataset, mode)
+        self._watch.observe(results)
+        batch = tally(results, planned=len(dataset))
+        if mode != "val":
+            return results, batch.score.value if batch.score else 0.0
+        return results, self._record_val(prompt.version, batch)
 
-    def _record_val(self, label: str, batch: ValScore) -> None:
-        first = label not in self._scores
+    async def _run_batch(
+        self, prompt: VersionedPromptTemplate, resource_name: str, dataset: Sequence[Problem], mode: agl.RolloutMode
+    ) -> list[RolloutResultForAPO]:
+        """Enqueue one rollout per task and wait for them; the finished ones' results, in finishing order."""
+        store = self.get_store()
+        resources: agl.NamedResources = {resource_name: prompt.prompt_template}
+        # The run id in the resources id: runs sharing a store never evaluate each other's "v3".
+        update = await store.update_resources(resources_id(self.run_id, prompt.version), resources)
+        ids = [
+            (await store.enqueue_rollout(input=task, mode=mode, resources_id=update.resources_id)).rollout_id
+            for task in dataset
+        ]
+        deadline = time.monotonic() + self.rollout_batch_timeout
+        next_check = time.monotonic() + STORE_CHECK_SECONDS
+        finished: list[agl.Rollout] = []
+        while True:
+            finished = await store.wait_for_rollouts(rollout_ids=ids, timeout=0.0)
+            if len(finished) >= len(ids) or time.monotonic() >= deadline:
+                break
+            if time.monotonic() >= next_check:
+                await self._check_store_knows(ids)
+                next_check = time.monotonic() + STORE_CHECK_SECONDS
+            await asyncio.sleep(BATCH_POLL_SECONDS)
+        if len(finished) < len(ids):
+            logger.warning(
+                "%s: %d of %d rollouts finished within ROLLOUT_BATCH_TIMEOUT=%gs",
+                prompt.version, len(finished), len(ids), self.rollout_batch_timeout,
+            )  # fmt: skip
+        if not finished:
+            return []
+        finished.sort(key=lambda rollout: rollout.end_time or 0.0)
+        return await self.get_rollout_results(finished)
+
+    async def _check_store_knows(self, ids: Sequence[str]) -> None:
+        known = await self.get_store().query_rollouts(rollout_id_in=list(ids))
+        if len(known) < len(ids):
+            raise StoreLost(
+                f"the store at {self.store_url or 'the in-process store'} no longer knows "
+                f"{len(ids) - len(known)} of this batch's {len(ids)} rollouts (did it restart?); "
+                "nothing it lost was scored"
+            )
+
+    def _record_val(self, label: str, batch: BatchTally) -> float:
+        """Pool ``batch`` into the prompt's val score, tell the observers; APO's ranking value."""
+        round_number = self._created_in.get(label, 0)
+        measured = batch.score
         previous = self._scores.get(label)
-        # The larger sample is the better estimate: a mini-batch never overrides a full-set score.
-        current = batch if previous is None or batch.n >= previous.n else previous
+        if measured is None:
+            reason = batch.why_unscored()
+            self.observer.prompt_unscored(label, round_number=round_number, planned=batch.planned, reason=reason)
+            logger.warning("evaluation of %s left unscored: %s", label, reason)
+            return previous.value if previous is not None else float("-inf")
+        current = measured if previous is None else previous.pooled_with(measured)
         self._scores[label] = current
         self.observer.prompt_scored(
-            label, round_number=self._created_in.get(label, 0), batch=batch, current=current, first=first
+            label, round_number=round_number, batch=measured, current=current, first=previous is None
         )
         if self._round == 0 and self._best is None:
             # The seed's baseline: it is the best until a candidate beats it on the full set.
+            self._full_set.add(label)
             self._mark_best(label)
         elif label == self._best:
-            # APO rescores the beam leader on the full set each round: everyone shows its new score.
             self.observer.best_rescored(label, current)
+        return current.value
 
     async def _evaluate_and_select_beam(
         self,
@@ -199,7 +282,12 @@ class TrackedAPO(APO[Problem]):
         kept = [c for c in candidates if c.version not in self._rejected]
         for rejected in (c for c in candidates if c.version in self._rejected):
             rejected.score = 0.0
-        return await super()._evaluate_and_select_beam(kept, resource_name, val_dataset_iterator, round_num)
+        beam = await super()._evaluate_and_select_beam(kept, resource_name, val_dataset_iterator, round_num)
+        # APO stored each candidate's pooled score; a beam member's pool may have grown since.
+        for member in beam:
+            pooled = self._scores.get(member.version)
+            member.score = pooled.value if pooled is not None else float("-inf")
+        return beam
 
     async def _update_best_prompt(
         self,
@@ -208,13 +296,29 @@ class TrackedAPO(APO[Problem]):
         val_dataset: Any,
         round_num: int,
     ) -> None:
-        await super()._update_best_prompt(beam, resource_name, val_dataset, round_num)
+        """Score the beam leader on the full val set, then pick the best on pooled scores.
+
+        Stock APO compares the leader's latest full-set score with the score the best had when it
+        became the best; here every prompt scored on the full val set at least once competes with
+        the score it has now.
+        """
+        leader = beam[0]
+        await self.evaluate_prompt_on_batch(leader, resource_name, val_dataset, mode="val")
+        if leader.version in self._scores:
+            self._full_set.add(leader.version)
         elapsed = time.monotonic() - self._round_started
         self.observer.round_finished(self._round, elapsed)
         logger.info("round %d/%d done in %.0fs", self._round, self.beam_rounds, elapsed)
-        version = self._history_best_version
-        if version is not None and version != self._best:
-            self._mark_best(version)
+        contenders = [label for label in self._full_set if label in self._scores]
+        if not contenders:
+            return
+        # Ties keep the earlier prompt (the seed first): a change of best must be a gain.
+        best = max(contenders, key=lambda label: (self._scores[label].value, -self._order[label]))
+        self._history_best_version = best
+        self._history_best_prompt = self._prompts[best].prompt_template
+        self._history_best_score = self._scores[best].value
+        if best != self._best:
+            self._mark_best(best)
 
     def _mark_best(self, label: str) -> None:
         self._best = label

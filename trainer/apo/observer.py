@@ -14,15 +14,8 @@ one number every observer shows), next to the batch that produced it where that 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class ValScore:
-    """A prompt's val score and the number of val rollouts it is computed from."""
-
-    value: float
-    n: int
+from trainer.apo.scoring import ValScore
 
 
 class APOObserver:
@@ -43,6 +36,9 @@ class APOObserver:
     def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
         """A val evaluation of ``label``: ``batch`` is what this evaluation measured, ``current`` the
         prompt's val score after it; ``first`` is true for a prompt's first evaluation."""
+
+    def prompt_unscored(self, label: str, *, round_number: int, planned: int, reason: str) -> None:
+        """A val evaluation of ``label`` gave too few answers to be a score (``reason`` says why)."""
 
     def best_changed(self, label: str, score: ValScore) -> None:
         """``label`` is the run's best prompt now."""
@@ -85,6 +81,10 @@ class Observers(APOObserver):
     def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
         for observer in self.observers:
             observer.prompt_scored(label, round_number=round_number, batch=batch, current=current, first=first)
+
+    def prompt_unscored(self, label: str, *, round_number: int, planned: int, reason: str) -> None:
+        for observer in self.observers:
+            observer.prompt_unscored(label, round_number=round_number, planned=planned, reason=reason)
 
     def best_changed(self, label: str, score: ValScore) -> None:
         for observer in self.observers:

@@ -29,6 +29,13 @@ def spans_complete(spans: list[dict[str, Any]]) -> bool:
 
 
 def compact_span(span: dict[str, Any]) -> dict[str, Any]:
-    """Name, attributes and status: ids, timings and resources mean nothing to a critique."""
+    """Name, attributes, status and its error text: ids, timings and resources mean nothing to a critique."""
     status = span.get("status") or {}
-    return {"name": span.get("name"), "attributes": span.get("attributes") or {}, "status": status.get("status_code")}
+    compact = {
+        "name": span.get("name"),
+        "attributes": span.get("attributes") or {},
+        "status": status.get("status_code"),
+    }
+    if status.get("description"):
+        compact["error"] = status["description"]
+    return compact

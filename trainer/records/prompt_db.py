@@ -25,6 +25,7 @@ from typing import Any, Final, cast
 from trainer.records.files import atomic_write_text
 from trainer.records.schema import (
     APPLICATION_ID,
+    MIGRATIONS,
     PROMPT_COLUMNS,
     RUN_COLUMNS,
     RUN_RECENCY,
@@ -70,6 +71,7 @@ class PromptDB(DurableDB):
     APPLICATION_ID = APPLICATION_ID
     SCHEMA_VERSION = SCHEMA_VERSION
     SCHEMA = SCHEMA
+    MIGRATIONS = MIGRATIONS
     Error = PromptDBError
 
     def _fetch_prompt(self, conn: sqlite3.Connection, prompt_id: int) -> PromptRecord:
@@ -176,10 +178,11 @@ class PromptDB(DurableDB):
     def record_evaluation(self, prompt_id: int, split: str, score: float, n: int) -> int:
         """Append one evaluation and return its id.
 
-        For split "val", ``prompts.val_score/val_n`` are refreshed to the val
-        evaluation over the most tasks (ties: the latest), and a candidate
-        becomes "scored". Rejected prompts keep their 0.0; the evaluation is
-        still recorded for the audit trail.
+        For split "val", ``prompts.val_score/val_n`` become the pool of all the
+        prompt's val evaluations (mean reward over every rollout, n their sum:
+        trainer.apo.scoring says why), and a candidate becomes "scored".
+        Rejected prompts keep their 0.0; the evaluation is still recorded for
+        the audit trail.
         """
         value = _check_finite(score)
         if n < 1:
@@ -195,19 +198,40 @@ class PromptDB(DurableDB):
             )
             eval_id = cur.lastrowid
             if split == VAL_SPLIT and prompt.status != "rejected":
-                # A full-val-set score must not be overwritten by a later
-                # mini-batch score: the larger sample is the better estimate.
-                best = conn.execute(
-                    "SELECT score, n FROM evaluations WHERE prompt_id = ? AND split = ?"
-                    " ORDER BY n DESC, id DESC LIMIT 1",
+                pool = conn.execute(
+                    # One evaluation is its own pool (no float round trip through score * n / n).
+                    "SELECT CASE WHEN COUNT(*) = 1 THEN MAX(score) ELSE SUM(score * n) / SUM(n) END AS score,"
+                    " SUM(n) AS n FROM evaluations"
+                    " WHERE prompt_id = ? AND split = ?",
                     (prompt_id, VAL_SPLIT),
                 ).fetchone()
                 conn.execute(
                     "UPDATE prompts SET val_score = ?, val_n = ?, status = 'scored', updated_at = ? WHERE id = ?",
-                    (best["score"], best["n"], now, prompt_id),
+                    (pool["score"], pool["n"], now, prompt_id),
                 )
         assert eval_id is not None
         return eval_id
+
+    def record_unscored(self, prompt_id: int, split: str, planned: int, reason: str) -> None:
+        """Keep an evaluation that gave too few answers to be a score: its size and why, no number."""
+        if planned < 1 or not reason or not split:
+            raise ValueError("an unscored evaluation needs planned >= 1, a split and a reason")
+        with self._transaction() as conn:
+            self._fetch_prompt(conn, prompt_id)
+            conn.execute(
+                "INSERT INTO unscored_evaluations (prompt_id, split, planned, reason, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (prompt_id, split, planned, reason, _utcnow()),
+            )
+
+    def unscored(self, prompt_id: int) -> builtins.list[tuple[str, int, str]]:
+        """The prompt's unscored evaluations: (split, planned rollouts, reason), oldest first."""
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                "SELECT split, planned, reason FROM unscored_evaluations WHERE prompt_id = ? ORDER BY id",
+                (prompt_id,),
+            ).fetchall()
+        return [(row["split"], row["planned"], row["reason"]) for row in rows]
 
     def reject(self, prompt_id: int, reason: str) -> None:
         """Mark a prompt rejected; it then counts as score 0.0 and cannot be best."""

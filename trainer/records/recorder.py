@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.apo.observer import APOObserver, ValScore
+from trainer.apo.observer import APOObserver
+from trainer.apo.scoring import ValScore
 from trainer.records.prompt_db import VAL_SPLIT, PromptDB
 
 
@@ -34,6 +35,9 @@ class PromptRecorder(APOObserver):
 
     def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
         self.db.record_evaluation(self._ids[label], VAL_SPLIT, batch.value, batch.n)
+
+    def prompt_unscored(self, label: str, *, round_number: int, planned: int, reason: str) -> None:
+        self.db.record_unscored(self._ids[label], VAL_SPLIT, planned, reason)
 
     def best_changed(self, label: str, score: ValScore) -> None:
         prompt_id = self._ids[label]

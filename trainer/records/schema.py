@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 # "APO1": lets us tell our own file apart from some other SQLite database that
 # happens to sit at the same path (both would otherwise have user_version 0).
 APPLICATION_ID: Final = 0x41504F31
@@ -39,8 +39,8 @@ CREATE TABLE prompts (
     round         INTEGER NOT NULL CHECK (round >= 0),      -- 0 = seed
     status        TEXT NOT NULL CHECK (status IN ('candidate', 'scored', 'rejected')),
     reject_reason TEXT,                                     -- set iff rejected, e.g. "duplicate"
-    val_score     REAL,                                     -- best-supported val evaluation, 0.0 if rejected
-    val_n         INTEGER CHECK (val_n IS NULL OR val_n >= 1),  -- val tasks val_score is over
+    val_score     REAL,                                     -- pooled val evaluations, 0.0 if rejected
+    val_n         INTEGER CHECK (val_n IS NULL OR val_n >= 1),  -- val rollouts val_score pools
     created_at    TEXT NOT NULL,                            -- ISO-8601 UTC
     updated_at    TEXT NOT NULL,
     is_best       INTEGER NOT NULL DEFAULT 0 CHECK (is_best IN (0, 1)),
@@ -62,15 +62,29 @@ CREATE TABLE evaluations (
     prompt_id  INTEGER NOT NULL REFERENCES prompts(id),
     split      TEXT NOT NULL,                    -- "val" feeds prompts.val_score, others are only kept
     score      REAL NOT NULL,
-    n          INTEGER NOT NULL CHECK (n >= 1),  -- tasks the score is over
+    n          INTEGER NOT NULL CHECK (n >= 1),  -- rollouts (data points) the score is over
     created_at TEXT NOT NULL
 );
 
 CREATE INDEX evaluations_prompt ON evaluations(prompt_id, split);
 
+-- Evaluations where fewer than half the rollouts gave an answer: kept with why, never a score.
+CREATE TABLE unscored_evaluations (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    prompt_id  INTEGER NOT NULL REFERENCES prompts(id),
+    split      TEXT NOT NULL,
+    planned    INTEGER NOT NULL CHECK (planned >= 1),  -- rollouts asked for
+    reason     TEXT NOT NULL,                          -- why it is no score (faults, unfinished)
+    created_at TEXT NOT NULL
+);
+
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+# Version 1 had no unscored evaluations (and kept the largest evaluation as val_score, not the pool).
+_UNSCORED_AT: Final = SCHEMA.index("CREATE TABLE unscored_evaluations")
+MIGRATIONS: Final = {1: SCHEMA[_UNSCORED_AT : SCHEMA.index(");", _UNSCORED_AT) + 2]}
 
 PROMPT_COLUMNS: Final = (
     "id, run_id, label, template, parent_id, round, status, reject_reason, "

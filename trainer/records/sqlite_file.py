@@ -38,6 +38,8 @@ class DurableDB:
     APPLICATION_ID: ClassVar[int]
     SCHEMA_VERSION: ClassVar[int]
     SCHEMA: ClassVar[str]
+    # version -> the statements that take a file of that version to the next one (additive only).
+    MIGRATIONS: ClassVar[dict[int, str]] = {}
     Error: ClassVar[type[DBError]] = DBError
 
     def __init__(self, db_path: Path) -> None:
@@ -112,6 +114,8 @@ class DurableDB:
                 # synchronous=FULL is still crash safe, only slower for readers.
                 logger.warning("%s %s: WAL not available, journal_mode=%s", self.KIND, self._path, mode)
 
+            if not is_new and self._version(conn) < self.SCHEMA_VERSION:
+                self._migrate(conn)
             if is_new:
                 with self._transaction():
                     # Re-check under the write lock: another process may have
@@ -143,13 +147,27 @@ class DurableDB:
                 f"{self.KIND} {self._path} has schema version {version}, newer than the "
                 f"supported {self.SCHEMA_VERSION}; upgrade the trainer to read it"
             )
-        if version < self.SCHEMA_VERSION:
-            # Migrations from older versions go here once version 2 exists.
+        if version < self.SCHEMA_VERSION and any(v not in self.MIGRATIONS for v in range(version, self.SCHEMA_VERSION)):
             raise self.Error(
                 f"{self.KIND} {self._path} has schema version {version}, "
                 f"no migration to {self.SCHEMA_VERSION} is available"
             )
         return False
+
+    @staticmethod
+    def _version(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring an older file up to SCHEMA_VERSION, one version per transaction."""
+        with self._transaction():
+            version = self._version(conn)  # re-read under the write lock: another process may have done it
+            for step in range(version, self.SCHEMA_VERSION):
+                for statement in self.MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+                logger.info("%s %s: migrated schema %d -> %d", self.KIND, self._path, step, step + 1)
 
     # -- plumbing ----------------------------------------------------------
 

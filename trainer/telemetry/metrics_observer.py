@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from trainer.apo.observer import APOObserver, ValScore
+from trainer.apo.observer import APOObserver
+from trainer.apo.scoring import ValScore
 from trainer.telemetry.metrics import TrainerMetrics
 
 

@@ -2,7 +2,8 @@
 
 Used for the held-out test split at the end of training (:func:`score_on_test`) and by ``python -m
 trainer eval``. It runs the very same ``solve`` as a rollout, so a score here and a score during
-training mean the same.
+training mean the same, and by the same rule: an outcome the endpoint failed is no data point
+(trainer.apo.scoring), and an evaluation where fewer than half the tasks got an answer is no score.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trainer.agent.solve import RolloutConfig, RolloutOutcome, solve
+from trainer.apo.scoring import EndpointDown
 from trainer.config import Settings
 from trainer.records.prompt_db import PromptDB, PromptRecord
 from trainer.records.stats import Score, wilson
@@ -26,12 +28,28 @@ class Evaluation:
     outcomes: list[RolloutOutcome]
 
     @property
-    def score(self) -> Score:
-        return wilson(sum(1 for o in self.outcomes if o.reward >= 1.0), len(self.outcomes))
+    def answered(self) -> list[RolloutOutcome]:
+        """The outcomes that are data points (the endpoint answered)."""
+        return [o for o in self.outcomes if not o.is_fault]
 
     @property
-    def correct(self) -> list[bool]:
-        return [o.reward >= 1.0 for o in self.outcomes]
+    def score(self) -> Score:
+        answered = self.answered
+        return wilson(sum(1 for o in answered if o.reward >= 1.0), len(answered))
+
+    @property
+    def correct(self) -> list[bool | None]:
+        """Per task, in task order: right, wrong, or None when the endpoint failed it."""
+        return [None if o.is_fault else o.reward >= 1.0 for o in self.outcomes]
+
+    def check_answered(self, what: str) -> None:
+        """Raise EndpointDown when fewer than half the tasks got an answer: that is no score."""
+        faults = [o for o in self.outcomes if o.is_fault]
+        if self.outcomes and 2 * len(faults) > len(self.outcomes):
+            raise EndpointDown(
+                f"{what}: {len(faults)} of {len(self.outcomes)} rollouts failed at the agent's endpoint, "
+                f"so there is no score; last error: {faults[-1].reason}"
+            )
 
     @property
     def tokens(self) -> int:
@@ -82,5 +100,13 @@ def score_on_test(
     logger.info("scoring seed and best prompt on %d held-out test problems", len(tasks))
     concurrency = settings.effective_eval_concurrency
     seed_eval = evaluate(seed.template, tasks, config, concurrency)
+    seed_eval.check_answered("the seed prompt on the test split")
     best_eval = seed_eval if best.id == seed.id else evaluate(best.template, tasks, config, concurrency)
+    best_eval.check_answered("the best prompt on the test split")
     return TestResults(seed, best, seed_eval, best_eval)
+
+
+def answered_pairs(a: Evaluation, b: Evaluation) -> tuple[list[bool], list[bool]]:
+    """The right/wrong lists of two evaluations of the same tasks, over tasks both answered."""
+    pairs = [(x, y) for x, y in zip(a.correct, b.correct, strict=True) if x is not None and y is not None]
+    return [x for x, _ in pairs], [y for _, y in pairs]

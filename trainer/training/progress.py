@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from trainer.apo.observer import APOObserver, ValScore
+from trainer.apo.observer import APOObserver
+from trainer.apo.scoring import ValScore
 
 logger = logging.getLogger(__name__)
 

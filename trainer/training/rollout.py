@@ -2,7 +2,8 @@
 
 APO hands a candidate prompt template; the rollout runs :func:`trainer.agent.solve.solve` inside the
 rollout's root span, records the conversation on that span (what APO's critique reads back), appends
-the outcome to the run's ledger and returns the reward.
+the outcome to the run's ledger and returns the reward, or no reward at all when the endpoint failed
+(trainer.agent.faults): such a rollout is no data point about the prompt.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from trainer.agent.solve import RolloutConfig, solve
+from trainer.apo.resources import label_of
 from trainer.records.ledger import RunLedgers
 from trainer.task import Problem
 from trainer.telemetry.otlp import spans_ended_in_current_rollout
@@ -32,7 +34,7 @@ def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> ag
     import agentlightning as agl  # heavy: only processes that run rollouts pay for it
 
     @agl.rollout
-    async def math_rollout(task: Problem, prompt_template: agl.PromptTemplate, rollout: agl.Rollout) -> float:
+    async def math_rollout(task: Problem, prompt_template: agl.PromptTemplate, rollout: agl.Rollout) -> float | None:
         attempt_id = rollout.attempt.attempt_id if rollout.attempt else None
         with rollout_span(
             **{
@@ -40,7 +42,7 @@ def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> ag
                 "agentlightning.attempt_id": attempt_id,
                 "trainer.task_id": task["id"],
                 "trainer.mode": rollout.mode,
-                "trainer.prompt_version": rollout.resources_id,
+                "trainer.prompt_version": label_of(rollout.resources_id),
             }
         ) as span:
             outcome = await solve(task, prompt_template.template, config)
@@ -65,7 +67,7 @@ def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> ag
         outcome.rollout_id = rollout.rollout_id
         outcome.attempt_id = attempt_id
         outcome.mode = rollout.mode
-        outcome.prompt_version = rollout.resources_id
+        outcome.prompt_version = label_of(rollout.resources_id)
         # Read per call: runner processes are forked after this module is imported.
         outcome.runner = f"{socket.gethostname()}:{os.getpid()}"
         if outcome.status != "ok":
@@ -73,6 +75,6 @@ def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> ag
         ledger = ledgers.for_task(task) if ledgers is not None else None
         if ledger is not None:
             ledger.append(outcome)
-        return outcome.reward
+        return None if outcome.is_fault else outcome.reward
 
     return math_rollout

@@ -30,10 +30,11 @@ from trainer.apo.plan import expected_rollouts
 from trainer.config import ConfigError, Settings
 from trainer.data.splits import Splits, splits_for
 from trainer.records.ledger import Ledger, RunLedgers
+from trainer.records.output_lock import OutputLock
 from trainer.records.prompt_db import BEST_TXT, PromptDB, PromptRecord
 from trainer.records.summary import Summary
 from trainer.serving.endpoints import Endpoints, probe_endpoints, start_endpoints
-from trainer.serving.probes import check_store
+from trainer.serving.probes import check_collector, check_store
 from trainer.task import Problem, Task, load_task
 from trainer.training.evaluation import TestResults, score_on_test
 
@@ -107,6 +108,8 @@ def prepare(settings: Settings) -> Preparation:
 def dry_run(settings: Settings) -> dict[str, Any]:
     """Check everything a training needs without training; returns the plan."""
     prep = prepare(settings)
+    if (collector := settings.otel_exporter_otlp_endpoint) and settings.tracing != "off":
+        check_collector(collector)  # every rollout's spans go there: a wrong endpoint would drop them all
     with ExitStack() as stack:
         endpoints = start_endpoints(settings, stack)
         probe_endpoints(endpoints)
@@ -139,6 +142,7 @@ def build_algorithm(
     observer: APOObserver,
     usage: UsageLedger,
     metrics: TrainerMetrics,
+    run_id: str,
 ) -> TrackedAPO:
     from trainer.apo.algorithm import TrackedAPO
     from trainer.apo.optimizer_llm import optimizer_client
@@ -159,6 +163,9 @@ def build_algorithm(
         client,
         observer=observer,
         guard=guard,
+        run_id=run_id,
+        store_url=settings.store_url,
+        max_endpoint_failures=settings.max_endpoint_failures,
         gradient_model=endpoints.gradient_model,
         apply_edit_model=endpoints.edit_model,
         diversity_temperature=settings.optimizer_temperature,
@@ -221,7 +228,12 @@ def observe_test(metrics: TrainerMetrics, results: TestResults, agent_model: str
 
 def train(settings: Settings, console: Console) -> Summary:
     """Run one training; returns the summary (also written to OUTPUT_DIR/summary.json)."""
-    prep = prepare(settings)
+    prep = prepare(settings)  # the cheap checks first: a training that cannot start leaves nothing behind
+    with OutputLock(settings.output_dir):  # then a second training on OUTPUT_DIR is refused, before it writes
+        return _train(settings, console, prep)
+
+
+def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
     # Heavy imports (Agent Lightning pulls ~150 packages) only once we know we will train.
     import agentlightning  # noqa: F401  (first, so that quiet_libraries() comes after litellm's logging setup)
 
@@ -262,7 +274,7 @@ def train(settings: Settings, console: Console) -> Summary:
         recorder = PromptRecorder(prompts, run_id, out)
         usage = UsageLedger()
         observer = Observers([recorder, progress, MetricsObserver(metrics)])
-        algorithm = build_algorithm(settings, prep.task, endpoints, observer, usage, metrics)
+        algorithm = build_algorithm(settings, prep.task, endpoints, observer, usage, metrics, run_id)
         rollout_config = RolloutConfig(model=endpoints.agent, task=prep.task, use_calculator=settings.use_calculator)
         if settings.otel_exporter_otlp_endpoint:
             logger.info("rollout spans go through the collector at %s", settings.otel_exporter_otlp_endpoint)
@@ -324,7 +336,8 @@ def build_summary(
     """Everything the run found, from its records: prompt DB, ledger, test results and counters."""
     from trainer.records.report import CURVE_FILE
     from trainer.records.stats import paired, wilson
-    from trainer.records.summary import Models, PairedSummary, ScoreSummary, SpanReads, SplitSizes, Tokens
+    from trainer.records.summary import LedgerSkips, Models, PairedSummary, ScoreSummary, SpanReads, SplitSizes, Tokens
+    from trainer.training.evaluation import answered_pairs
 
     def val_score(record: PromptRecord) -> ScoreSummary | None:
         record = prompts.get(record.id)
@@ -340,7 +353,7 @@ def build_summary(
     agent_tokens = sum(o.input_tokens + o.output_tokens for o in outcomes)
     distinct = {id(e): e for e in (results.seed_eval, results.best_eval)}.values()
     test_tokens = sum(e.tokens for e in distinct)
-    comparison = paired(results.seed_eval.correct, results.best_eval.correct)
+    comparison = paired(*answered_pairs(results.seed_eval, results.best_eval))
     collector = settings.otel_exporter_otlp_endpoint
     out = settings.output_dir
     return Summary(
@@ -362,6 +375,7 @@ def build_summary(
         paired_test=PairedSummary.of(comparison),
         verdict=comparison.verdict(),
         rollout_statuses=statuses,
+        ledger_skipped=LedgerSkips.of(ledger.skipped),  # the lines ledger.read() above could not count
         test_statuses={"seed": results.seed_eval.status_counts(), "best": results.best_eval.status_counts()},
         candidates=progress.candidates,
         candidates_rejected=progress.rejected,
