@@ -40,7 +40,6 @@ class FaultRecord:
     """What the last HTTP attempt of one rollout ended with; ``fault`` is None after a usable answer."""
 
     fault: str | None = None
-    attempts: int = 0
 
 
 _current: ContextVar[FaultRecord | None] = ContextVar("trainer_fault_record", default=None)
@@ -67,8 +66,6 @@ def recording_http_client(base_url: str) -> httpx2.AsyncClient:
     class FaultRecordingTransport(httpx2.AsyncBaseTransport):
         async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
             record = _current.get()
-            if record is not None:
-                record.attempts += 1
             try:
                 response = await inner.handle_async_request(request)
             except httpx2.TransportError as exc:  # refused, reset, timed out, protocol garbage

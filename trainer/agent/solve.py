@@ -109,8 +109,7 @@ async def _ask(
         outcome.status = "timeout"
         outcome.reason = f"{config.model.base_url}: no answer within {config.deadline_seconds:g}s"
     except Exception as exc:  # agno normally reports errors in the result; this is the rest
-        outcome.status = "endpoint_error" if record.fault else "llm_error"
-        outcome.reason = f"{record.fault or type(exc).__name__}: {exc}"[:500]
+        _failed(outcome, record, f"{type(exc).__name__}: {exc}")
     else:
         content = result.content if isinstance(result.content, str) else str(result.content or "")
         metrics = result.metrics
@@ -118,15 +117,20 @@ async def _ask(
             outcome.input_tokens = int(metrics.input_tokens or 0)
             outcome.output_tokens = int(metrics.output_tokens or 0)
         if str(getattr(result.status, "value", result.status)).upper() == "ERROR":
-            # agno does not raise on LLM failures: it returns status=error with the message. The
-            # transport saw what really happened (a status code, a reset): it decides whose fault.
-            if record.fault is not None:
-                outcome.status = "timeout" if _is_timeout(record.fault) else "endpoint_error"
-                outcome.reason = f"{record.fault}: {content}"[:500]
-            else:
-                outcome.status, outcome.reason = "llm_error", content[:500]
+            # agno does not raise on LLM failures: it returns status=error with the message.
+            _failed(outcome, record, content)
         else:
             graded = config.task.grade(content, problem)
             outcome.reward = graded.reward
             outcome.reply = content
             outcome.extracted = graded.extracted
+
+
+def _failed(outcome: RolloutOutcome, record: FaultRecord, message: str) -> None:
+    """A failed LLM call: the transport saw what really happened (a status code, a reset), so it
+    decides whose fault it is; without an endpoint fault it is the reply the prompt caused."""
+    if record.fault is None:
+        outcome.status, outcome.reason = "llm_error", message[:500]
+    else:
+        outcome.status = "timeout" if _is_timeout(record.fault) else "endpoint_error"
+        outcome.reason = f"{record.fault}: {message}"[:500]

@@ -69,8 +69,7 @@ class TrackedAPO(APO[Problem]):
         self._best: str | None = None
         self._round_started = time.monotonic()
         self._full_set: set[str] = set()  # prompts scored on the whole val set: the best is one of them
-        self._prompts: dict[str, VersionedPromptTemplate] = {}
-        self._order: dict[str, int] = {}  # label -> creation order, for ties
+        self._prompts: dict[str, VersionedPromptTemplate] = {}  # in creation order
         self._watch = EndpointWatch(max_endpoint_failures)
         self.run_id = run_id
         self.store_url = store_url
@@ -103,7 +102,6 @@ class TrackedAPO(APO[Problem]):
             )
         self._created_in[versioned.version] = self._round
         self._prompts[versioned.version] = versioned
-        self._order[versioned.version] = len(self._order)
         self._templates.append(template)
         self.observer.prompt_created(
             versioned.version, template, parent=parent.version if parent else None, round_number=self._round
@@ -309,11 +307,11 @@ class TrackedAPO(APO[Problem]):
         elapsed = time.monotonic() - self._round_started
         self.observer.round_finished(self._round, elapsed)
         logger.info("round %d/%d done in %.0fs", self._round, self.beam_rounds, elapsed)
-        contenders = [label for label in self._full_set if label in self._scores]
-        if not contenders:
+        if not self._full_set:
             return
-        # Ties keep the earlier prompt (the seed first): a change of best must be a gain.
-        best = max(contenders, key=lambda label: (self._scores[label].value, -self._order[label]))
+        # A change of best must be a gain: ties keep the current best, then the earlier prompt.
+        order = {label: i for i, label in enumerate(self._prompts)}
+        best = max(self._full_set, key=lambda label: (self._scores[label].value, label == self._best, -order[label]))
         self._history_best_version = best
         self._history_best_prompt = self._prompts[best].prompt_template
         self._history_best_score = self._scores[best].value

@@ -46,6 +46,11 @@ class ValScore:
         return wilson(round(self.total), self.n)
 
 
+def too_few_answered(answered: int, planned: int) -> bool:
+    """The rule for every evaluation: fewer than half of the rollouts gave an answer is no score."""
+    return answered == 0 or 2 * answered < planned
+
+
 @dataclass(frozen=True)
 class BatchTally:
     """The rollouts of one evaluation: their rewards, and why the others are no data points."""
@@ -61,7 +66,7 @@ class BatchTally:
     @property
     def score(self) -> ValScore | None:
         """The batch's score over its data points; None when fewer than half the rollouts gave one."""
-        if not self.rewards or 2 * len(self.rewards) < self.planned:
+        if too_few_answered(len(self.rewards), self.planned):
             return None
         return ValScore(sum(self.rewards) / len(self.rewards), len(self.rewards))
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trainer.agent.solve import RolloutConfig, RolloutOutcome, solve
-from trainer.apo.scoring import EndpointDown
+from trainer.apo.scoring import EndpointDown, too_few_answered
 from trainer.config import Settings
 from trainer.records.prompt_db import PromptDB, PromptRecord
 from trainer.records.stats import Score, wilson
@@ -45,7 +45,7 @@ class Evaluation:
     def check_answered(self, what: str) -> None:
         """Raise EndpointDown when fewer than half the tasks got an answer: that is no score."""
         faults = [o for o in self.outcomes if o.is_fault]
-        if self.outcomes and 2 * len(faults) > len(self.outcomes):
+        if self.outcomes and too_few_answered(len(self.outcomes) - len(faults), len(self.outcomes)):
             raise EndpointDown(
                 f"{what}: {len(faults)} of {len(self.outcomes)} rollouts failed at the agent's endpoint, "
                 f"so there is no score; last error: {faults[-1].reason}"
