@@ -9,8 +9,8 @@
 #   apo-local/jaeger:<version>       .cache/bin/jaeger (docker/jaeger.Dockerfile)
 #   apo-local/prometheus:<version>   Debian's prometheus + prometheus/prometheus.yml (docker/prometheus.Dockerfile)
 #
-# Grafana has no Debian package and cannot be built here: name the services you start
-# (`docker compose up -d prometheus train`); nothing depends on Grafana (see compose.yaml).
+# Grafana has no Debian package and cannot be built here: the variables printed include
+# GRAFANA_PROFILE=grafana, which keeps Grafana out of `up` and `up train` (see compose.yaml).
 #
 # Usage: scripts/build_images.sh [ENV_FILE]
 #   Prints the variables that make compose.yaml use these images (TRAINER_IMAGE=... etc.) on
@@ -247,6 +247,8 @@ env_lines=(
   "COLLECTOR_IMAGE=$COLLECTOR_IMAGE"
   "JAEGER_IMAGE=$JAEGER_IMAGE"
   "PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE"
+  # No local Grafana: its own profile keeps `up` and `up train` from trying to pull it.
+  "GRAFANA_PROFILE=grafana"
 )
 printf '%s\n' "${env_lines[@]}"
 

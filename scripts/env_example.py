@@ -56,8 +56,8 @@ COMPOSE_HEADER = """
 # fixes OUTPUT_DIR, METRICS_HOST and METRICS_PORT.
 # No image registry (air-gapped)? `make images ENV_FILE=.env` builds local images from package
 # registries and writes TRAINER_IMAGE, TRAINER_BASE_IMAGE, COLLECTOR_IMAGE, JAEGER_IMAGE and
-# PROMETHEUS_IMAGE into .env. Grafana has no local build: name the services you start, e.g.
-# `docker compose up -d prometheus train` (nothing depends on Grafana).
+# PROMETHEUS_IMAGE into .env, and GRAFANA_PROFILE=grafana: Grafana has no local build, so it is
+# left out of `up` and `up train` (everything else, Prometheus included, starts).
 # =================================================================================================="""
 
 # Every variable compose.yaml uses that is not a trainer setting: (section, name, default exactly as
@@ -81,6 +81,13 @@ COMPOSE_VARS: tuple[tuple[str, str, str, str], ...] = (
     ("Images", "JAEGER_IMAGE", "jaegertracing/jaeger:2.13.0", "Jaeger v2 all-in-one."),
     ("Images", "PROMETHEUS_IMAGE", "prom/prometheus:v3.15.1", "Prometheus."),
     ("Images", "GRAFANA_IMAGE", "grafana/grafana:12.4.3", "Grafana."),
+    (
+        "Images",
+        "GRAFANA_PROFILE",
+        "",
+        "Empty: Grafana starts with the stack (and with `up train`). A name (e.g. grafana, which `make images` "
+        "writes where Grafana's image cannot be had): Grafana starts only with `--profile NAME`.",
+    ),
     ("Ports (published on 127.0.0.1 only)", "JAEGER_UI_PORT", "16686", "Jaeger's UI and query API."),
     ("Ports (published on 127.0.0.1 only)", "PROMETHEUS_PORT", "9090", "Prometheus."),
     ("Ports (published on 127.0.0.1 only)", "GRAFANA_PORT", "3000", "Grafana."),

@@ -135,6 +135,32 @@ def test_grafana_refuses_to_start_without_admin_password(compose_model: dict[str
     assert given.returncode == 127 and "/run.sh" in given.stderr  # it got as far as exec'ing Grafana
 
 
+def test_a_training_brings_up_the_way_to_its_dashboard(compose_model: dict[str, Any]) -> None:
+    """`up train` and `run train` start Prometheus always, and Grafana unless its profile leaves it out."""
+    needs = compose_model["services"]["train"]["depends_on"]
+    assert needs["prometheus"]["required"] is True
+    assert needs["grafana"]["required"] is False  # absent from the model (GRAFANA_PROFILE set): skipped
+    # The trainer's metrics come from the collector, where every training pushes them.
+    prom_config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    (trainer_job,) = [job for job in prom_config["scrape_configs"] if job["job_name"] == "trainer"]
+    assert trainer_job["static_configs"] == [{"targets": ["collector:8890"]}]
+    assert compose_model["services"]["train"]["environment"]["METRICS_PORT"] == "0"
+
+
+def test_grafana_profile_keeps_grafana_out_only_when_set() -> None:
+    require("compose")
+
+    def services(*args: str, **env: str) -> set[str]:
+        proc = compose_config(*args, "--services", env=env)
+        assert proc.returncode == 0, proc.stderr
+        return set(proc.stdout.split())
+
+    assert "grafana" in services()  # the default: Grafana starts with the stack
+    without = services(GRAFANA_PROFILE="grafana")  # what `make images` writes where it has no image
+    assert "grafana" not in without and {"prometheus", "train", "collector"} <= without
+    assert "grafana" in services(GRAFANA_PROFILE="grafana", COMPOSE_PROFILES="grafana")  # `--profile grafana`
+
+
 # --------------------------------------------------------------------------- the running stack
 
 
@@ -360,6 +386,36 @@ def test_two_runner_containers_do_the_rollouts_and_a_jaeger_restart_loses_nothin
     assert_rewards_in_store(training)
     # Runners are long-lived: still serving after the training ended.
     assert all(container_running(cid) for cid in runners)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_training_started_with_run_fills_every_trainer_panel(stack: Stack) -> None:
+    """The README's way to pass flags (`run --rm train FLAGS`): a container no scrape can name."""
+    from tests.telemetry.test_dashboards import _has_finite, training_panel_exprs
+
+    started = time.monotonic()
+    proc = stack.run("run", "--rm", "train", "--iterations", "1", timeout=TRAIN_TIMEOUT, check=False)
+    exited = time.time()
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    summary = json.loads(
+        stack.run("run", "--rm", "-T", "--no-deps", "--entrypoint", "cat", "train", "/data/outputs/summary.json").stdout
+    )
+    # Every value was pushed before the container exited; Prometheus reads the collector every 5 s.
+    at = exited + 12
+    time.sleep(max(0.0, at - time.time()))
+    run = f'exported_instance="{summary["run_id"]}"'
+    rollouts = prom_query(stack.prometheus_url, f'sum(apo_rollouts_total{{job="trainer", {run}}})', at=at)
+    assert rollouts and float(rollouts[0]["value"][1]) == summary["rollouts"], rollouts
+    empty = [
+        f"{panel}: {expr}"
+        for _dash, panel, expr, must_have_data in training_panel_exprs()
+        if must_have_data and not _has_finite(prom_query(stack.prometheus_url, expr, at=at))
+    ]
+    print(
+        f"\n`run --rm train`: {time.monotonic() - started:.0f}s, {summary['rollouts']} rollouts, empty panels: {empty}"
+    )
+    assert not empty, "trainer panels without data after `docker compose run --rm train`:\n" + "\n".join(empty)
 
 
 def read_file(container: str, path: str) -> str:

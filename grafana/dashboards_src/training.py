@@ -44,7 +44,7 @@ def build() -> dm.Dashboard:
         "apo-training",
         "APO training",
         "Agent Lightning APO: reward curves, rounds, rollouts, tokens and the best prompt "
-        "(metrics served by the trainer on :9464).",
+        "(metrics pushed by the trainer to the collector, served to Prometheus on its :8890).",
     )
     section(board, "Progress", _progress())
     section(board, "Reward", _reward())
@@ -87,7 +87,10 @@ def _progress() -> list[PanelBuilder]:
             "short",
             [
                 prom(
-                    f"max by (prompt_version) ({mc.BEST_PROMPT_INFO.name})", "{{prompt_version}}", instant=True
+                    # == 1: a pushed series the trainer dropped is sent as 0 (trainer/telemetry/metrics_push.py)
+                    f"max by (prompt_version) ({mc.BEST_PROMPT_INFO.name} == 1)",
+                    "{{prompt_version}}",
+                    instant=True,
                 ).format(pm.PromQueryFormat.TABLE)
             ],
             size=(4, 5),

@@ -246,6 +246,7 @@ class CollectorServer(ManagedProcess):
             "otlp_grpc": free_port(HOST),
             "otlp_http": free_port(HOST),
             "prometheus": free_port(HOST),
+            "trainer_metrics": free_port(HOST),
             "telemetry": free_port(HOST),
             "health": free_port(HOST),
         }
@@ -254,6 +255,7 @@ class CollectorServer(ManagedProcess):
         self.otlp_grpc = f"{HOST}:{self.ports['otlp_grpc']}"
         self.otlp_http_url = f"http://{HOST}:{self.ports['otlp_http']}"
         self.prometheus_url = f"http://{HOST}:{self.ports['prometheus']}/metrics"
+        self.trainer_metrics_url = f"http://{HOST}:{self.ports['trainer_metrics']}/metrics"
         self.telemetry_url = f"http://{HOST}:{self.ports['telemetry']}/metrics"
         self.health_url = f"http://{HOST}:{self.ports['health']}/"
         self.restarts = 0
@@ -264,6 +266,7 @@ class CollectorServer(ManagedProcess):
                 "AGL_STORE_ENDPOINT": store_url,
                 "JAEGER_ENDPOINT": jaeger_otlp_grpc,
                 "COLLECTOR_PROMETHEUS_ENDPOINT": f"{HOST}:{self.ports['prometheus']}",
+                "COLLECTOR_TRAINER_METRICS_ENDPOINT": f"{HOST}:{self.ports['trainer_metrics']}",
                 "COLLECTOR_TELEMETRY_HOST": HOST,
                 "COLLECTOR_TELEMETRY_PORT": str(self.ports["telemetry"]),
                 "HEALTH_CHECK_ENDPOINT": f"{HOST}:{self.ports['health']}",
@@ -403,6 +406,11 @@ class Pipeline:
     @property
     def prometheus_url(self) -> str:
         return self.collector.prometheus_url
+
+    @property
+    def trainer_metrics_url(self) -> str:
+        """Where the collector serves the trainer's pushed apo_* metrics (Prometheus job ``trainer``)."""
+        return self.collector.trainer_metrics_url
 
     @property
     def telemetry_url(self) -> str:

@@ -117,6 +117,7 @@ class PrometheusServer(ManagedProcess):
             f"--storage.tsdb.path={self.data_dir}",
             f"--web.listen-address={self.address}",
             "--storage.tsdb.retention.time=1d",
+            "--enable-feature=exemplar-storage",  # as compose.yaml: reward -> trace exemplars
             "--log.level=warn",
         ]
         super().__init__("prometheus", argv, dict(os.environ), work_dir / "prometheus.log", f"{self.url}/-/ready",
@@ -158,6 +159,11 @@ class PrometheusServer(ManagedProcess):
         """Range query (what a Grafana time series panel sends); the ``result`` list of series."""
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         return list(self._api("/api/v1/query_range", params).get("result") or [])
+
+    def exemplars(self, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+        """``/api/v1/query_exemplars``: [{seriesLabels, exemplars: [{labels, value, timestamp}]}]."""
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        return list(self._api("/api/v1/query_exemplars", params) or [])
 
     def targets(self, job: str) -> list[dict[str, Any]]:
         """The active targets of ``job`` (``health``, ``lastScrape``, ``lastError``, ``scrapeUrl``...)."""

@@ -35,6 +35,9 @@ from tests.support.requirements import problem
 REPO = REPO
 BUILD_IMAGES = REPO / "scripts" / "build_images.sh"
 IMAGE_VARS = ("TRAINER_IMAGE", "TRAINER_BASE_IMAGE", "COLLECTOR_IMAGE", "JAEGER_IMAGE", "PROMETHEUS_IMAGE")
+# scripts/build_images.sh prints it too: Grafana has no local image, so its profile keeps it out of
+# `up train` and `run train` (which would otherwise try to pull it). Tests never start Grafana.
+GRAFANA_PROFILE = "GRAFANA_PROFILE"
 HOST = "127.0.0.1"
 # Every service but Grafana (no image here) and the one-shot `train`; `runner` is in a profile.
 INFRA_SERVICES = ("collector", "jaeger", "store", "store-dashboard", "prometheus", "llm")
@@ -73,7 +76,7 @@ def parse_env_lines(text: str) -> dict[str, str]:
     values = {}
     for line in text.splitlines():
         key, sep, value = line.strip().partition("=")
-        if sep and key in IMAGE_VARS:
+        if sep and key in (*IMAGE_VARS, GRAFANA_PROFILE):
             values[key] = value
     return values
 
@@ -136,6 +139,7 @@ class Stack:
             "COMPOSE_PROJECT_NAME": self.project,
             "TESTCONTAINERS_RYUK_DISABLED": "true",
             "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
+            GRAFANA_PROFILE: os.environ.get(GRAFANA_PROFILE) or "grafana",
             **dict(self.images),
             **{key: str(port) for key, port in self.ports.items()},
             **self.env,
@@ -243,7 +247,8 @@ class Stack:
 # --------------------------------------------------------------------------- query helpers
 
 
-def prom_query(base: str, expr: str) -> list[dict[str, Any]]:
-    data = http_json(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+def prom_query(base: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+    data = http_json(f"{base}/api/v1/query?{urllib.parse.urlencode(params)}")
     assert data.get("status") == "success", data
     return list(data["data"]["result"])

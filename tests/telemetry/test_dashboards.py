@@ -7,8 +7,9 @@
   store, collector and Jaeger (``tests.support.pipeline``) while spans of rollout shape flow through the
   collector: every target of the agent-spans and pipeline dashboards must return data, and the
   Jaeger panels must find traces;
-- the training dashboard's expressions are run against a fake trainer that serves the agreed
-  ``apo_*`` metrics (names, labels and types from the metrics contract, not trainer code).
+- the training dashboard's expressions are run against a fake trainer that pushes the agreed
+  ``apo_*`` metrics (names, labels and types from the metrics contract, not trainer code) through
+  the collector, the way a training sends them.
   ``training_panel_exprs()`` lists them with ``must_have_data`` for a test that scrapes a REAL
   training and asserts the data.
 
@@ -215,14 +216,17 @@ def training_panel_exprs() -> list[tuple[str, str, str, bool]]:
 
 
 class SpecTrainer:
-    """Serves the contract's ``apo_*`` metrics (``trainer/telemetry/metric_contract.py``) with moving values.
+    """Pushes the contract's ``apo_*`` metrics (``trainer/telemetry/metric_contract.py``) with moving values
+    to the collector at ``otlp_url``, every second, as a training pushes its own.
 
-    Not the trainer's code: a stand-in so the training dashboard is checked against the metric
-    contract here; a test with a real training checks it against the real thing.
+    Not the trainer's metrics code: a stand-in so the training dashboard is checked against the
+    metric contract here; a test with a real training checks it against the real thing.
     """
 
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, start_http_server
+    def __init__(self, otlp_url: str) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from trainer.telemetry.metrics_push import otlp_metrics_pusher
 
         r = self.registry = CollectorRegistry()
         self.reward = mc.ROLLOUT_REWARD.register(r)
@@ -257,8 +261,7 @@ class SpecTrainer:
         ).set(1)
         self.step_count = 0
         self.step()
-        self.server, self.thread = start_http_server(0, addr="127.0.0.1", registry=r)
-        self.address = f"127.0.0.1:{self.server.server_port}"
+        self.pusher = otlp_metrics_pusher(r, otlp_url, 1000, "spec-run")
 
     def step(self) -> None:
         """One more rollout of each split and one optimizer call: every rate moves."""
@@ -273,9 +276,7 @@ class SpecTrainer:
             self.llm_duration.labels(role=role, model="m").observe(0.3)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.pusher.shutdown()
 
 
 # --------------------------------------------------------------------------- traffic
@@ -380,10 +381,10 @@ def observed() -> Iterator[Observed]:
     """Real store + Jaeger + collector + spec trainer, a real Prometheus scraping them all, traffic flowing."""
     with contextlib.ExitStack() as stack:
         services = stack.enter_context(pipeline())
-        trainer = SpecTrainer()
+        trainer = SpecTrainer(services.otlp_http_url)
         stack.callback(trainer.close)
         targets = {
-            "trainer": [trainer.address],
+            "trainer": [hostport(services.trainer_metrics_url)],
             "store": [hostport(services.store_metrics_url)],
             "collector": [hostport(services.telemetry_url)],
             "collector-spanmetrics": [hostport(services.prometheus_url)],
@@ -440,7 +441,7 @@ def test_prometheus_config_jobs_and_interval() -> None:
     assert config["global"]["scrape_interval"] == "5s"
     jobs = {sc["job_name"]: sc for sc in config["scrape_configs"]}
     expected = {
-        "trainer": ["train:9464"],
+        "trainer": ["collector:8890"],
         "store": ["store:4747"],
         "collector": ["collector:8888"],
         "collector-spanmetrics": ["collector:8889"],

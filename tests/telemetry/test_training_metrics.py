@@ -1,11 +1,13 @@
-"""A real tiny training scraped by a real Prometheus: every training-dashboard panel shows data.
+"""A real tiny training, its metrics read by a real Prometheus: every training-dashboard panel shows data.
 
 Real processes on loopback: Debian's Prometheus (prometheus/prometheus.yml with loopback targets),
 the built collector and Jaeger, `agl store --tracker prometheus`, and the trainer CLI (runners, Agno
-agent, APO) serving /metrics; the trainer waits at exit until Prometheus has scraped its final
-values. Scripted: the LLM (``trainer.testing``, both roles on one server). The agent is always
-right; the optimizer edits the seed into the same EDITED prompt on both branches, so the candidate
-guard rejects the second as a duplicate. Every metric value below is therefore exact.
+agent, APO) with no /metrics endpoint of its own, as in the compose stack: it pushes its metrics
+to the collector, pushes its final values before it exits, and Prometheus reads them from the
+collector (job ``trainer``) after the trainer is gone. Scripted: the LLM (``trainer.testing``, both
+roles on one server). The agent is always right; the optimizer edits the seed into the same EDITED
+prompt on both branches, so the candidate guard rejects the second as a duplicate.
+Every metric value below is therefore exact.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from tests.support.trainer_cli import AGENT_MODEL, EDIT_MODEL, GRADIENT_MODEL, T
 from tests.support.trainer_cli import TINY_SETTINGS as SETTINGS
 from tests.support.trainer_cli import TINY_SPLITS as SPLITS
 from tests.support.trainer_cli import TINY_TASKS as TASKS
+from tests.support.waiting import wait_until
 from tests.telemetry.test_dashboards import _has_finite, training_panel_exprs
 from trainer.apo.plan import expected_rollouts
 from trainer.math_task import SEED_PROMPT
-from trainer.serving.probes import free_port
 from trainer.testing import Reply, ScriptedLLM, ScriptedOptimizer, is_probe, perfect_agent, route
 
 pytestmark = [pytest.mark.otelcol, pytest.mark.prometheus, pytest.mark.slow]
@@ -44,7 +46,7 @@ class Scraped:
     prom: PrometheusServer
     summary: dict[str, Any]
     stderr: str
-    at: float  # the trainer's final scrape: every query is evaluated there
+    at: float  # a scrape of the collector after the trainer exited: every query is evaluated there
     requests: list[dict[str, Any]]
     optimizer: ScriptedOptimizer
 
@@ -57,23 +59,27 @@ class Scraped:
         return {r["metric"][label]: float(r["value"][1]) for r in self.prom.query(expr, at=self.at)}
 
 
-def final_scrape(prom: PrometheusServer) -> float:
-    """When Prometheus last read the trainer. Its next scrape fails (the trainer is gone) and marks
-    every series stale, so an instant query at "now" may find nothing: queries go to this time."""
-    result = prom.query('max_over_time(timestamp(apo_run_info{job="trainer"})[15m:1s])')
-    assert result, "Prometheus never scraped the trainer"
-    return float(result[0]["value"][1])
+def scrape_after(prom: PrometheusServer, exited: float) -> float:
+    """The time of a sample of the trainer's series that Prometheus read after the trainer exited:
+    everything there is final, and it was pushed, not scraped from the trainer (which is gone).
+    (A target's lastScrape is when a scrape began, before its samples are stored: ask for a sample.)"""
+
+    def read_after_exit() -> float | None:
+        result = prom.query('timestamp(apo_run_info{job="trainer"})')
+        stamp = float(result[0]["value"][1]) if result else 0.0
+        return stamp if stamp > exited else None
+
+    return wait_until(read_after_exit, 60, what="a read of the trainer's metrics after it exited", interval=0.5)
 
 
 @pytest.fixture(scope="module")
 def scraped_training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     work = tmp_path_factory.mktemp("metrics")
-    port = free_port()
     optimizer = ScriptedOptimizer(CRITIQUE, [EDITED])
     script = route(agent=perfect_agent(TASKS), optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
     with pipeline(work / "logs") as services:
         targets = {
-            "trainer": [f"127.0.0.1:{port}"],
+            "trainer": [hostport(services.trainer_metrics_url)],
             "store": [hostport(services.store_url)],
             "collector": [hostport(services.telemetry_url)],
             "collector-spanmetrics": [hostport(services.prometheus_url)],
@@ -83,26 +89,29 @@ def scraped_training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrap
             result = run_trainer(
                 ["train", *TINY, "--output", str(work / "out"), "--store-url", services.store_url],
                 cwd=work,
-                METRICS_PORT=str(port),
+                METRICS_PORT="0",  # as in compose.yaml: nothing can scrape the trainer itself
                 OTEL_EXPORTER_OTLP_ENDPOINT=services.otlp_http_url,
                 OPENAI_BASE_URL=llm.base_url,
                 AGENT_MODEL=AGENT_MODEL,
                 GRADIENT_MODEL=GRADIENT_MODEL,
                 EDIT_MODEL=EDIT_MODEL,
             )
+            exited = time.time()
             assert result.returncode == 0, result.stderr[-4000:]
             summary = json.loads((work / "out" / "summary.json").read_text())
-            yield Scraped(prom, summary, result.stderr, final_scrape(prom), llm.requests, optimizer)
+            yield Scraped(prom, summary, result.stderr, scrape_after(prom, exited), llm.requests, optimizer)
 
 
-def test_trainer_waited_for_its_final_scrape(scraped_training: Scraped) -> None:
+def test_final_values_reach_prometheus_after_the_trainer_exits(scraped_training: Scraped) -> None:
     s = scraped_training
-    assert "no scrape within" not in s.stderr
-    assert time.time() - s.at < 120, "the final scrape is older than the training"
+    assert "metrics push to the collector" in s.stderr
+    assert "did not reach the collector" not in s.stderr and "push to the collector failed" not in s.stderr
+    assert time.time() - s.at < 120, "the scrape is older than the training"
     assert s.value('sum(apo_rollouts_total{job="trainer"})') == s.summary["rollouts"] == ROLLOUTS == 28
     assert s.value('apo_best_val_score{job="trainer"}') == pytest.approx(s.summary["best_val_score"]) == 1.0
     info = s.prom.query('apo_run_info{job="trainer"}', at=s.at)
     assert len(info) == 1 and info[0]["metric"]["run_id"] == s.summary["run_id"]
+    assert info[0]["metric"]["exported_instance"] == s.summary["run_id"]  # each run its own series
     assert info[0]["metric"]["agent_model"] == AGENT_MODEL
     assert (info[0]["metric"]["gradient_model"], info[0]["metric"]["edit_model"]) == (GRADIENT_MODEL, EDIT_MODEL)
 
@@ -127,7 +136,7 @@ def test_search_metrics_are_exact(scraped_training: Scraped) -> None:
     assert s.value('apo_optimizer_failed_branches_total{job="trainer"}') == 0 == s.summary["failed_optimizer_branches"]
     assert s.values('apo_candidate_val_score{job="trainer"}', "prompt_version") == {"v0": 1.0, "v1": 1.0, "v2": 0.0}
     assert s.value('apo_seed_val_score{job="trainer"}') == 1.0
-    assert s.values('apo_best_prompt_info{job="trainer"}', "prompt_version") == {"v0": 1.0}  # a tie keeps the seed
+    assert s.values('apo_best_prompt_info{job="trainer"} == 1', "prompt_version") == {"v0": 1.0}  # a tie keeps the seed
     assert (s.value('apo_round{job="trainer"}'), s.value('apo_rounds_planned{job="trainer"}')) == (1, 1)
     assert s.values('apo_test_score{job="trainer"}', "prompt") == {"seed": 1.0, "best": 1.0}
     assert s.value('sum(apo_rollout_reward_count{job="trainer"})') == ROLLOUTS
@@ -179,3 +188,13 @@ def test_metric_names_follow_conventions(scraped_training: Scraped) -> None:
     assert {"apo_rollouts_total", "apo_llm_tokens_total", "apo_candidates_total"} <= counters
     for series in s.prom.query('{job="trainer", __name__=~"apo_.*"}', at=s.at):
         assert not any("ro-" in str(v) for v in series["metric"].values()), series["metric"]  # no rollout ids
+
+
+def test_rewards_link_to_their_traces(scraped_training: Scraped) -> None:
+    """The reward histogram's exemplars survive the push: trace and span ids of real rollouts."""
+    s = scraped_training
+    data = s.prom.exemplars('apo_rollout_reward_bucket{job="trainer"}', start=s.at - 900, end=s.at + 60)
+    ids = [e["labels"] for series in data for e in series["exemplars"]]
+    assert ids, "no exemplars reached Prometheus"
+    for labels in ids:
+        assert len(labels["trace_id"]) == 32 and len(labels["span_id"]) == 16, labels

@@ -46,6 +46,7 @@ class RolloutOutcome:
     attempt_id: str | None = None
     spans: int = 0  # spans this rollout ended (root included), as counted where they were created
     trace_id: str | None = None
+    span_id: str | None = None  # the rollout's root span: with trace_id, the reward's exemplar
     mode: str | None = None
     prompt_version: str | None = None
     runner: str | None = None  # host:pid of the process that ran it (runners may be other containers)

@@ -81,8 +81,10 @@ class TrainerMetrics:
         split = str(row.get("mode") or "test")
         version = str(row.get("prompt_version") or "unknown")
         reward = float(row.get("reward") or 0.0)
-        trace_id = row.get("trace_id")
+        trace_id, span_id = row.get("trace_id"), row.get("span_id")
         exemplar = {"trace_id": str(trace_id)} if trace_id else None
+        if exemplar is not None and span_id:
+            exemplar["span_id"] = str(span_id)
         self.reward.labels(split=split, prompt_version=version).observe(reward, exemplar)
         self.rollouts.labels(split=split, outcome=str(row.get("status") or "ok")).inc()
         self.rollout_duration.labels(split=split).observe(float(row.get("wall_seconds") or 0.0))

@@ -33,6 +33,12 @@ class RolloutSpan:
         context = self._span.get_span_context()
         return format(context.trace_id, "032x") if context.is_valid else None
 
+    @property
+    def span_id(self) -> str | None:
+        """The root span's id (16 hex digits), or None when nothing is being recorded."""
+        context = self._span.get_span_context()
+        return format(context.span_id, "016x") if context.is_valid else None
+
     def set(self, **attributes: Any) -> None:
         for key, value in attributes.items():
             if value is not None:

@@ -46,7 +46,7 @@ def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> ag
             }
         ) as span:
             outcome = await solve(task, prompt_template.template, config)
-            outcome.trace_id = span.trace_id
+            outcome.trace_id, outcome.span_id = span.trace_id, span.span_id
             reply = outcome.reply if outcome.status == "ok" else f"[{outcome.status}] {outcome.reason}"
             span.record_conversation(outcome.system_prompt, task["question"], reply)
             if outcome.status != "ok":

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from trainer.apo.algorithm import TrackedAPO
     from trainer.records.recorder import PromptRecorder
     from trainer.telemetry.metrics import MetricsServer, TrainerMetrics
+    from trainer.telemetry.metrics_push import MetricsPusher
     from trainer.training.progress import ProgressState
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,17 @@ def start_metrics_server(metrics: TrainerMetrics, settings: Settings) -> Metrics
         return None
 
 
+def start_metrics_push(metrics: TrainerMetrics, settings: Settings, run_id: str) -> MetricsPusher | None:
+    """Pushes to the collector when there is one: Prometheus reads them there, however the run was started."""
+    from trainer.telemetry.metrics_push import otlp_metrics_pusher
+
+    if not settings.otel_exporter_otlp_endpoint:
+        return None
+    return otlp_metrics_pusher(
+        metrics.registry, settings.otel_exporter_otlp_endpoint, settings.otel_metric_export_interval, run_id
+    )
+
+
 def start_run(prompts: PromptDB, settings: Settings, run_id: str, prep: Preparation, endpoints: Endpoints) -> None:
     prompts.start_run(run_id, settings.algorithm, {**settings.public_dict(), "seed_prompt_source": prep.seed_source})
     logger.info(
@@ -267,6 +279,7 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
         metrics_server = start_metrics_server(metrics, settings)
         if metrics_server is not None:
             stack.callback(metrics_server.stop)
+        pusher = start_metrics_push(metrics, settings, run_id)
         progress = Progress()
         follower = LedgerFollower(
             ledger.path, [progress.rollout_done, lambda row: metrics.observe_rollout(row, endpoints.agent.model)]
@@ -303,6 +316,8 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
             prompts.finish_run(run_id, status)
             logger.info("run %s %s after %.0fs", run_id, status, time.monotonic() - started)
             follower.stop()
+            if pusher is not None:  # every value is final now: the last push carries them all
+                pusher.shutdown()
             if metrics_server is not None:
                 metrics_server.wait_for_final_scrape(settings.metrics_final_scrape_timeout)
     return summary
