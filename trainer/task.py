@@ -52,6 +52,7 @@ class Problem(TypedDict):
     # Set by the training on the problems it hands to APO, so that a runner in another process or
     # container knows which run's ledger a rollout belongs to.
     run_id: NotRequired[str]
+    run_dir: NotRequired[str]  # that run's ledger directory, for a runner of another training
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import pytest
 
 from tests.support.env import trainer_env
 from tests.support.pipeline import agl_store
+from tests.support.store import store_spans
 from tests.support.trainer_cli import AGENT_MODEL, EDIT_MODEL, GRADIENT_MODEL, TINY, run_trainer
 from tests.support.trainer_cli import TINY_SETTINGS as SETTINGS
 from tests.support.trainer_cli import TINY_SPLITS as SPLITS
@@ -44,11 +45,26 @@ TASK: MathTask = {"id": "t1", "question": "What is 1 + 1?", "answer": "2", "kind
 
 def test_a_task_finds_the_ledger_of_its_run(tmp_path: Path) -> None:
     run_id = new_run_id()
-    (task,) = for_run([TASK], run_id)
+    (task,) = for_run([TASK], run_id, RunLedgers(tmp_path / "elsewhere" / "runs").for_run(run_id))
+    # The run's directory does not exist (another container's mount): the runner's own RUNS_DIR.
     ledger = RunLedgers(tmp_path / "runs").for_task(task)
     assert ledger is not None
     assert ledger.path == tmp_path / "runs" / run_id / "rollouts.jsonl"
     assert "run_id" not in TASK, "stamping must not change the split's own tasks"
+
+
+def test_a_runner_of_another_training_writes_to_the_ledger_of_the_run(tmp_path: Path) -> None:
+    """Two trainings on one store take each other's rollouts: the row goes where its run counts it."""
+    run_id = new_run_id()
+    theirs = RunLedgers(tmp_path / "their-out" / "runs").for_run(run_id)
+    theirs.path.parent.mkdir(parents=True)  # the training creates it before its first rollout
+    (task,) = for_run([TASK], run_id, theirs)
+    ledger = RunLedgers(tmp_path / "my-out" / "runs").for_task(task)
+    assert ledger is not None and ledger.path == theirs.path.resolve()
+    # A directory that is not that run's own `runs/<run id>` is never written to.
+    for bad in ("/etc", str(tmp_path), str(tmp_path / "their-out" / "runs"), "relative/runs/" + run_id):
+        other = RunLedgers(tmp_path / "my-out" / "runs").for_task({**task, "run_dir": bad})
+        assert other is not None and other.path == tmp_path / "my-out" / "runs" / run_id / "rollouts.jsonl", bad
 
 
 @pytest.mark.parametrize("run_id", [None, "../../etc", "20260101-000000-abcd/../x", ""])
@@ -180,3 +196,60 @@ def runner_process(log_path: Path, env: dict[str, str]) -> Iterator[subprocess.P
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+# --------------------------------------------------------------------------- two trainings, one store
+
+
+@pytest.mark.slow
+def test_two_trainings_on_one_store_keep_their_prompts_and_rollouts_apart(tmp_path: Path) -> None:
+    """Two concurrent trainings (own output dirs, own in-process runners) on one store.
+
+    Each has its own seed prompt and its own scripted optimizer, whose edits carry the run's
+    marker; the store's queue lets either training's runners take either's rollouts. Each run must
+    still evaluate only its own prompts (resources named by run) and count every one of its
+    rollouts in its own ledger, wherever it ran.
+    """
+    import threading
+
+    markers = ("Run A.", "Run B.")
+    with agl_store(tmp_path) as store, ExitStack() as stack:
+        results: dict[str, subprocess.CompletedProcess[str]] = {}
+
+        def train(marker: str) -> None:
+            seed = f"{marker} {SEED_PROMPT}"
+            optimizer = ScriptedOptimizer("- Check once.", [f"{seed} Check once.", f"{seed} Be brief."])
+            script = route(agent=perfect_agent([*SPLITS.train, *SPLITS.val, *SPLITS.test]), optimizer=optimizer,
+                           optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))  # fmt: skip
+            llm = stack.enter_context(ScriptedLLM(script, latency=REPLY_LATENCY_S / 2))
+            results[marker] = run_trainer(
+                ["train", *TINY, "--output", str(tmp_path / marker)],
+                cwd=tmp_path, OPENAI_BASE_URL=llm.base_url, AGENT_MODEL=AGENT_MODEL, GRADIENT_MODEL=GRADIENT_MODEL,
+                EDIT_MODEL=EDIT_MODEL, STORE_URL=store.url, SEED_PROMPT=seed,
+            )  # fmt: skip
+
+        threads = [threading.Thread(target=train, args=(marker,)) for marker in markers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=900)
+        by_runner: dict[str, Counter[str]] = {}
+        for marker in markers:
+            result = results[marker]
+            assert result.returncode == 0, result.stderr[-4000:]
+            out = tmp_path / marker
+            summary = json.loads((out / "summary.json").read_text())
+            rows = [
+                json.loads(x) for x in (out / "runs" / summary["run_id"] / "rollouts.jsonl").read_text().splitlines()
+            ]
+            # Every rollout of the run is in its own ledger, and ran with its own prompts only (the
+            # conversation on its root span in the store, whichever training's runner ran it).
+            assert len(rows) == summary["rollouts"] == expected_rollouts(SETTINGS, SPLITS)["training_rollouts"] == 34
+            for row in rows:
+                (root,) = [s for s in store_spans(store.url, row["rollout_id"]) if s.name == "math_rollout"]
+                assert str(root.attributes["gen_ai.prompt.0.content"]).startswith(marker), row["rollout_id"]
+            assert Counter((r["status"], r["reward"]) for r in rows) == {("ok", 1.0): 34}
+            assert (summary["candidates"], summary["best_val_score"]) == (2, 1.0)
+            assert (out / "best_prompt.txt").read_text().startswith(marker)
+            by_runner[marker] = Counter(row["runner"] for row in rows)
+        print(f"rollouts of each run by runner process: {by_runner}")

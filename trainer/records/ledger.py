@@ -152,9 +152,14 @@ class Ledger:
 class RunLedgers:
     """The ledgers of every run under one directory: ``RUNS_DIR/<run id>/rollouts.jsonl``.
 
-    A runner serves whichever training enqueued the task, so it finds the ledger from the run id the
-    training stamped on the task. Runners in other containers reach the same files through a shared
-    OUTPUT_DIR volume.
+    A runner serves whichever training enqueued the task, so it finds the ledger from the run id and
+    run directory the training stamped on the task. Runners in other containers reach the same files
+    through a shared OUTPUT_DIR volume. Two trainings with output dirs of their own can share a store,
+    and then each one's runners also take the other's rollouts (Agent Lightning's queue has no
+    per-run claim): the rollout's row goes to the directory of the run that enqueued it, so that
+    run's metrics, progress and summary count it. Only a directory that exists and is named by the
+    run id is written to (a training creates it before its first rollout); elsewhere (another
+    container's mount) the runner's own RUNS_DIR is used, as before.
     """
 
     # The shape of train.new_run_id(): a run id from a task never escapes RUNS_DIR.
@@ -174,6 +179,11 @@ class RunLedgers:
         if run_id is None or not self.RUN_ID.match(run_id):
             logger.warning("task %s carries no valid run id (%r): its rollout is not in any ledger", task["id"], run_id)
             return None
+        run_dir = task.get("run_dir")
+        if isinstance(run_dir, str) and run_dir:
+            path = Path(run_dir)
+            if path.is_absolute() and path.name == run_id and path.parent.name == "runs" and path.is_dir():
+                return Ledger(path / "rollouts.jsonl")
         return self.for_run(run_id)
 
 

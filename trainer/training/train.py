@@ -79,9 +79,11 @@ def seed_prompt_for(settings: Settings, task: Task) -> tuple[str, str]:
     return text, source
 
 
-def for_run(tasks: list[Problem], run_id: str) -> list[Problem]:
-    """The tasks stamped with the run id, which tells any runner whose ledger a rollout goes to."""
-    return [{**task, "run_id": run_id} for task in tasks]
+def for_run(tasks: list[Problem], run_id: str, ledger: Ledger) -> list[Problem]:
+    """The tasks stamped with the run id and its ledger's directory, which tell any runner whose
+    ledger a rollout goes to (:meth:`RunLedgers.for_task`)."""
+    run_dir = str(ledger.path.parent.resolve())
+    return [{**task, "run_id": run_id, "run_dir": run_dir} for task in tasks]
 
 
 @dataclass(frozen=True)
@@ -298,8 +300,8 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
             with ProgressDisplay(progress, expected_rollouts=expected, console=console):
                 trainer.fit(
                     make_rollout(rollout_config, ledgers),
-                    train_dataset=for_run(prep.splits.train, run_id),
-                    val_dataset=for_run(prep.splits.val, run_id),
+                    train_dataset=for_run(prep.splits.train, run_id, ledger),
+                    val_dataset=for_run(prep.splits.val, run_id, ledger),
                 )
             results = score_on_test(prompts, run_id, prep.splits.test, rollout_config, settings)
             observe_test(metrics, results, endpoints.agent.model)
