@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -241,6 +241,7 @@ class CollectorServer(ManagedProcess):
         jaeger_otlp_grpc: str,
         config: Path = COLLECTOR_CONFIG,
         log_level: str = "info",
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.ports = {
             "otlp_grpc": free_port(HOST),
@@ -271,6 +272,7 @@ class CollectorServer(ManagedProcess):
                 "COLLECTOR_TELEMETRY_PORT": str(self.ports["telemetry"]),
                 "HEALTH_CHECK_ENDPOINT": f"{HOST}:{self.ports['health']}",
                 "COLLECTOR_LOG_LEVEL": log_level,
+                **(extra_env or {}),
             }
         )
         argv = [str(OTELCOL_BIN), "--config", str(config)]
@@ -424,8 +426,12 @@ class Pipeline:
 
 
 @contextlib.contextmanager
-def pipeline(log_dir: Path | None = None, collector_log_level: str = "info") -> Iterator[Pipeline]:
+def pipeline(
+    log_dir: Path | None = None, collector_log_level: str = "info", collector_env: Mapping[str, str] | None = None
+) -> Iterator[Pipeline]:
     """Store, Jaeger and collector; the store's slow Python start-up overlaps the other two.
+
+    ``collector_env`` sets the collector's own variables (collector/config.yaml's header lists them).
 
     Stopped in reverse order (collector first, so it can flush to the sinks), even on failure.
     """
@@ -438,7 +444,9 @@ def pipeline(log_dir: Path | None = None, collector_log_level: str = "info") -> 
             started.append(jg)
 
             def new_collector() -> CollectorServer:
-                return CollectorServer(logs, store.url, jg.otlp_grpc, log_level=collector_log_level)
+                return CollectorServer(
+                    logs, store.url, jg.otlp_grpc, log_level=collector_log_level, extra_env=collector_env
+                )
 
             col = _start(new_collector)
             started.append(col)
@@ -582,6 +590,7 @@ class SpanSpec:
     children: int = 1
     root_name: str = "root"
     child_name: str = "child"
+    payload: int = 0  # characters of filler on each span (chat messages make real spans kilobytes)
 
     @classmethod
     def for_rollout(cls, ref: RolloutRef, **kwargs: Any) -> SpanSpec:
@@ -690,6 +699,8 @@ class SpanSender:
                 attrs[ROLLOUT_ATTR] = spec.rollout_id
             if spec.attempt_id is not None:
                 attrs[ATTEMPT_ATTR] = spec.attempt_id
+            if spec.payload:
+                attrs["test.payload"] = "x" * spec.payload
             for _ in range(spec.traces):
                 root = self.tracer.start_span(spec.root_name, attributes=attrs)
                 root_ctx = root.get_span_context()

@@ -437,3 +437,86 @@ def test_sink_stall_is_absorbed_by_collector_queue(pipeline_services: Pipeline) 
     assert counts["store_duplicates"] == 0, report
     assert report["send_failed"] == 0 and report["enqueue_failed"] == 0, report
     assert stream.sender.failed == 0, report
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+# A small Jaeger queue, so that this test overflows it within seconds; compose keeps the
+# config's 64 MiB, and the figure that matters is the same: the queue never outgrows its bound.
+OUTAGE_QUEUE_BYTES = 4 * 1024 * 1024
+COLLECTOR_MEMORY_LIMIT_MIB = 512  # compose.yaml's COLLECTOR_MEMORY_LIMIT default
+
+
+def test_long_jaeger_outage_costs_the_store_nothing_and_the_queue_stays_bounded(tmp_path: Path) -> None:
+    """Jaeger is gone for the whole stream (far longer than its queue lasts), then comes back.
+
+    Big spans without a rollout id (kilobytes of chat messages, as real ones carry) go to Jaeger
+    only; rollout spans go to both. The store must get every rollout span once, the sender must
+    never be refused, the Jaeger queue must stay within its byte bound (dropping what does not
+    fit, and saying so in its counters), the collector's peak memory must stay far under its
+    compose limit, and Jaeger must get new spans again once it is back.
+    """
+    from tests.support.pipeline import pipeline
+
+    env = {"COLLECTOR_JAEGER_QUEUE_BYTES": str(OUTAGE_QUEUE_BYTES)}
+    with pipeline(tmp_path / "logs", collector_env=env) as p:
+        service = unique("jaeger-outage")
+        refs = enqueue_rollouts(p.store_url, 3)
+        p.jaeger.stop()
+        stream = Stream(p, service, refs, batches=80, interval=0.1)
+        stream.specs = [SpanSpec.for_rollout(r, traces=1, children=2) for r in refs] + [
+            SpanSpec(traces=4, children=3, payload=32_000)  # ~0.5 MB a batch for Jaeger alone
+        ]
+        peak_queue = 0.0
+        stream.start()
+        try:
+            while stream.thread.is_alive():
+                c = collector_counters(p.telemetry_url)
+                peak_queue = max(peak_queue, c.queue_size.get(JAEGER_EXPORTER, 0.0))
+                time.sleep(0.2)
+        finally:
+            stream.join()
+        counters = collector_counters(p.telemetry_url)
+        assert p.collector.pid is not None
+        peak_mib = peak_rss_mib(p.collector.pid)
+
+        # The store path: every rollout span, once.
+        expected = {s.span_id for s in stream.sent if s.rollout_id}
+        assert poll(lambda: expected <= {i for ids in store_ids(p, refs).values() for i in ids}, ARRIVAL_TIMEOUT)
+        in_store = [i for ids in store_ids(p, refs).values() for i in ids]
+
+        # Jaeger back: spans sent from now on reach it.
+        p.jaeger.start()
+        p.jaeger.wait_ready()
+        after = SpanSender(p.otlp_http_url, service)
+        late = after.send([SpanSpec(traces=1, children=1)])
+        after.flush()
+        after.close()
+        late_ids = {s.span_id for s in late}
+        arrived = poll(lambda: late_ids <= set(jaeger_ids(p, service)), ARRIVAL_TIMEOUT)
+
+    report = {
+        "sent": len(stream.sent),
+        "sent_with_rollout": len(expected),
+        "store_lost": len(expected - set(in_store)),
+        "store_duplicates": sum(c - 1 for c in Counter(in_store).values()),
+        "sdk_failed": stream.sender.failed,
+        "refused": counters.total("refused"),
+        "jaeger_enqueue_failed": counters.enqueue_failed.get(JAEGER_EXPORTER, 0.0),
+        "jaeger_peak_queue_bytes": peak_queue,
+        "collector_peak_rss_mib": round(peak_mib, 1),
+        "jaeger_back": arrived,
+    }
+    print("long Jaeger outage:", report)
+    assert report["store_lost"] == 0 and report["store_duplicates"] == 0, report
+    assert report["sdk_failed"] == 0 and report["refused"] == 0, report  # a full queue is no error to senders
+    assert report["jaeger_enqueue_failed"] > 0, report  # the outage outlasted the queue: the test is not vacuous
+    assert 0 < peak_queue <= OUTAGE_QUEUE_BYTES, report
+    assert peak_mib < COLLECTOR_MEMORY_LIMIT_MIB / 2, report
+    assert arrived, report
