@@ -1,4 +1,4 @@
-"""Command line: ``python -m trainer train|runner|eval|prompts|llm|report|store-dashboard``.
+"""Command line: ``python -m trainer train|runner|eval|prompts|llm|report|store|store-dashboard``.
 
 Flags override environment variables, which override defaults (see ``trainer/config.py``); every
 settings flag is derived from its field there (type, help text, choices). A command's result goes
@@ -275,6 +275,14 @@ def cmd_store_dashboard(args: argparse.Namespace, io: Streams) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace, io: Streams) -> int:
+    from trainer.serving.store_server import serve, span_budget
+
+    settings = settings_from(args)
+    setup_logging(settings.log_level, io.err)
+    return serve(args.host, args.port, span_budget(settings.store_span_bytes))
+
+
 def cmd_report(args: argparse.Namespace, io: Streams) -> int:
     from trainer.records.prompt_db import PromptDB
     from trainer.records.report import render_run_report
@@ -341,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve requests with this Host header (port default: --port), e.g. the host port a container "
         "is published on; localhost, 127.0.0.1 and [::1] with --port are always served, any other Host gets 421",
     )  # fmt: skip
+
+    store = _subcommand(sub, "store", "serve an Agent Lightning store that bounds the spans it keeps", cmd_store,
+                        ["store_span_bytes", "log_level"])  # fmt: skip
+    store.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    store.add_argument("--port", type=int, default=4747, help="port to listen on (default 4747)")
 
     rep = _subcommand(sub, "report", "redraw a run's reward curve from the prompt DB", cmd_report, ["output_dir"])
     rep.add_argument("--run", help="run id (default: latest)")

@@ -193,6 +193,14 @@ class Settings(BaseSettings):
         json_schema_extra={"flag": "--store-url"},
     )
     store_port: int = Field(4747, ge=0, le=65535, description="Port of the in-process store (0 = free).")
+    store_span_bytes: int | None = Field(
+        None,
+        ge=1_000_000,
+        description="Spans the store server (`apo-trainer store`, compose's `store`) keeps, in bytes as the store "
+        "estimates them, before it drops those of its oldest rollouts; unset = 30% of its memory limit (cgroup, "
+        "else the host's).",
+        json_schema_extra={"flag": "--span-bytes"},
+    )
     resume: bool = Field(
         False, description="Start from the best prompt saved in OUTPUT_DIR.", json_schema_extra={"flag": "--resume"}
     )

@@ -59,7 +59,6 @@ OTELCOL_BIN = BIN_DIR / "otelcol"
 JAEGER_BIN = BIN_DIR / "jaeger"
 COLLECTOR_CONFIG = REPO / "collector" / "config.yaml"
 JAEGER_CONFIG = REPO / "tests" / "support" / "jaeger-config.yaml"
-AGL_BIN = Path(sys.executable).parent / "agl"
 
 HOST = "127.0.0.1"
 ROLLOUT_ATTR = "agentlightning.rollout_id"
@@ -182,18 +181,18 @@ class ManagedProcess:
 
 
 class StoreServer(ManagedProcess):
-    """``agl store`` (memory backend, Prometheus tracker)."""
+    """``python -m trainer store`` (compose's store: ``agl store``'s server, Prometheus tracker, bounded spans)."""
 
-    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+    def __init__(self, log_dir: Path, port: int | None = None, span_bytes: int | None = None) -> None:
         self.port = port or free_port(HOST)
         self.url = f"http://{HOST}:{self.port}"
         self.health_url = f"{self.url}/v1/agl/health"
         self.metrics_url = f"{self.url}/v1/prometheus/"  # trailing slash required
         self.otlp_url = f"{self.url}/v1/traces"
-        agl = str(AGL_BIN if AGL_BIN.exists() else REPO / ".venv" / "bin" / "agl")
-        argv = [agl, "store", "--host", HOST, "--port", str(self.port), "--tracker", "prometheus"]
+        argv = [sys.executable, "-m", "trainer", "store", "--host", HOST, "--port", str(self.port)]
         argv += ["--log-level", "WARNING"]
-        super().__init__("agl store", argv, clean_env(), log_dir / "store.log", self.health_url, STORE_START_TIMEOUT)
+        env = clean_env(**({"STORE_SPAN_BYTES": str(span_bytes)} if span_bytes else {}))
+        super().__init__("store", argv, env, log_dir / "store.log", self.health_url, STORE_START_TIMEOUT)
 
 
 class JaegerServer(ManagedProcess):
@@ -343,7 +342,7 @@ def _stopping(server: ManagedProcess) -> Iterator[None]:
 
 @contextlib.contextmanager
 def agl_store(log_dir: Path | None = None) -> Iterator[StoreServer]:
-    """A running ``agl store --tracker prometheus`` on a free loopback port."""
+    """A running store server (``python -m trainer store``) on a free loopback port."""
     with _log_dir(log_dir) as logs:
         server = _start(lambda: StoreServer(logs))
         with _stopping(server):
