@@ -50,7 +50,9 @@ TRAINER_DIR = Path(trainer.__file__).resolve().parent
 REPO = TRAINER_DIR.parent
 
 # TrackedAPO's own helpers (everything else it defines must override an APO method).
-TRACKED_ONLY = {"_record_val", "_mark_best", "best_label", "_run_batch", "_check_store_knows"}
+TRACKED_ONLY = {
+    "_record_val", "_mark_best", "best_label", "_run_batch", "_check_store_knows", "_store_name", "_store_unreachable",
+}  # fmt: skip
 # Decorators that wrap APO methods, by the qualified name of the wrapper's code, and the argument
 # each one injects (callers never pass it; the override must not declare it).
 INJECTING_WRAPPERS = {

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import agentlightning as agl
+import aiohttp
 import pytest
 from agentlightning.algorithm.apo.apo import VersionedPromptTemplate
 
@@ -60,7 +61,7 @@ def test_a_forgotten_batch_stops_within_seconds_naming_the_store() -> None:
         apo = algorithm(store)
         asyncio.get_running_loop().call_later(0.5, store.restart)
         started = time.monotonic()
-        with pytest.raises(StoreLost, match=r"store at http://store\.example:4747 no longer knows 3 of .* 3"):
+        with pytest.raises(StoreLost, match=r"store at STORE_URL=http://store\.example:4747 no longer knows 3 of .* 3"):
             await apo._run_batch(prompt(), "prompt_template", TASKS, "val")
         return time.monotonic() - started
 
@@ -79,6 +80,46 @@ def test_a_store_that_remembers_is_waited_for() -> None:
         assert resources is not None  # the run's own name, not APO's bare "v0"
 
     asyncio.run(scenario())
+
+
+class UnreachableStore(RestartingStore):
+    """Refuses connections (as a stopped store server does) for ``down`` polls, or for ever (None)."""
+
+    def __init__(self, down: int | None) -> None:
+        super().__init__()
+        self.down = down
+        self.polls = 0
+
+    async def wait_for_rollouts(self, **kwargs: Any) -> Any:
+        self.polls += 1
+        if self.down is None or self.polls <= self.down:
+            raise aiohttp.ClientConnectorError(aiohttp.client_reqrep.ConnectionKey(
+                "store.example", 4747, False, True, None, None, None), OSError(111, "Connection refused"))  # fmt: skip
+        return await super().wait_for_rollouts(**kwargs)
+
+
+def test_a_store_that_stops_answering_stops_the_run_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("trainer.apo.algorithm.STORE_UNREACHABLE_SECONDS", 1.5)
+
+    async def scenario() -> float:
+        apo = algorithm(UnreachableStore(down=None))
+        started = time.monotonic()
+        with pytest.raises(StoreLost, match=r"STORE_URL=http://store\.example:4747 has not answered for [12]s"):
+            await apo._run_batch(prompt(), "prompt_template", TASKS, "val")
+        return time.monotonic() - started
+
+    assert 1.5 <= asyncio.run(scenario()) < 5.0
+
+
+def test_a_short_blip_is_waited_out() -> None:
+    async def scenario() -> int:
+        store = UnreachableStore(down=3)  # refused for ~3 s of polls, then back, remembering everything
+        apo = algorithm(store)
+        apo.rollout_batch_timeout = 5.0
+        assert await apo._run_batch(prompt(), "prompt_template", TASKS, "val") == []
+        return store.polls
+
+    assert asyncio.run(scenario()) > 3
 
 
 def test_resource_names_carry_the_run_and_give_back_the_label() -> None:

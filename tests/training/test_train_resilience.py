@@ -8,6 +8,7 @@ every count exact: rollouts, candidates, failed branches, scores and the killed 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -308,3 +309,101 @@ def test_endpoint_outage_stops_the_run_and_never_becomes_a_score(tmp_path: Path)
         scores = [p.val_score for p in prompts.list(summary["run_id"]) if p.status == "scored"]
     assert scores and min(scores) >= 1.0
     print(f"outage: exit 3 after {stop_seconds:.1f}s, {len(faults)} faulted rollouts, nothing scored from them")
+
+
+class Slowdown:
+    """The agent's endpoint: answers (perfectly) at once for ``after`` requests, then ``seconds`` late."""
+
+    def __init__(self, agent: Behaviour, after: int, seconds: float) -> None:
+        self.agent, self.after, self.seconds = agent, after, seconds
+        self.seen = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: dict[str, Any]) -> Reply:
+        with self._lock:
+            self.seen += 1
+            late = self.seen > self.after
+        item = self.agent(request)
+        reply = item if isinstance(item, Reply) else Reply(content=str(item))
+        return dataclasses.replace(reply, delay=self.seconds) if late else reply
+
+
+def test_a_slow_endpoint_against_a_short_batch_timeout_never_becomes_a_score(tmp_path: Path) -> None:
+    """After the seed's baseline every agent reply takes longer than ROLLOUT_BATCH_TIMEOUT.
+
+    APO then ends each later batch with no rollout finished. A perfect agent: no recorded val
+    score may fall below 1.0, the seed keeps its full-set score and n, and every such batch is an
+    unscored evaluation with its reason, never a number.
+    """
+    slow = Slowdown(perfect_agent(TASKS), after=1 + len(SPLITS.val), seconds=4.0)
+    optimizer = ScriptedOptimizer(CRITIQUE, [EDITED, HINTED])
+    script = route(agent=slow, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
+    with ScriptedLLM(script) as llm:
+        result = run_trainer(
+            ["train", *TINY, "--output", str(tmp_path)], cwd=tmp_path, **scripted_env(llm), ROLLOUT_BATCH_TIMEOUT="2"
+        )
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    with PromptDB(tmp_path / "prompts.db") as prompts:
+        records = prompts.list(summary["run_id"])
+        evaluations = [e for p in records for e in prompts.evaluations(p.id)]
+        unscored = {p.label: prompts.unscored(p.id) for p in records}
+    seed = records[0]
+    assert (seed.label, seed.val_score, seed.val_n, seed.is_best) == ("v0", 1.0, len(SPLITS.val), True)
+    assert evaluations and all(e.score >= 1.0 for e in evaluations), evaluations
+    late = [(label, split, planned, reason) for label, rows in unscored.items() for split, planned, reason in rows]
+    assert late, "no batch was cut short: the test did not reach the timeout"
+    assert all(reason for *_, reason in late), late
+    assert summary["best_val_score"] == 1.0 and summary["best_prompt_version"] == "v0"
+    print(f"slow endpoint: {len(late)} unscored evaluations {late}; every recorded score 1.0")
+
+
+def test_a_store_restarted_mid_round_stops_the_run_within_seconds(tmp_path: Path) -> None:
+    """A real store server, stopped and started again on its port while the seed's baseline runs.
+
+    The new store knows none of the run's rollouts: the training must stop (exit 3) within seconds,
+    not after ROLLOUT_BATCH_TIMEOUT (15 min), naming STORE_URL, with nothing recorded as a score.
+    """
+    from tests.support.pipeline import StoreServer
+
+    store = StoreServer(tmp_path)
+    store.start()
+    try:
+        store.wait_ready()
+        script = route(agent=perfect_agent(TASKS), optimizer=ScriptedOptimizer(CRITIQUE, [EDITED]),
+                       optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))  # fmt: skip
+        with ScriptedLLM(script, latency=0.5) as llm:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "trainer", "train", *TINY, "--output", str(tmp_path / "out"),
+                 "--store-url", store.url],
+                env=trainer_env(**scripted_env(llm)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 120
+                while not list((tmp_path / "out" / "runs").glob("*/rollouts.jsonl")) and time.monotonic() < deadline:
+                    assert proc.poll() is None, proc.communicate()[1][-4000:]
+                    time.sleep(0.2)
+                store.stop()
+                restarted = time.monotonic()
+                store.start()
+                store.wait_ready()
+                _, stderr = proc.communicate(timeout=300)
+                stop_seconds = time.monotonic() - restarted
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+    finally:
+        store.stop()
+    (tmp_path / "trainer.stderr").write_text(stderr)
+    assert proc.returncode == 3, stderr[-4000:]
+    assert "stopped:" in stderr and store.url in stderr and "STORE_URL" in stderr, stderr[-2000:]
+    assert stop_seconds < 60, f"the run stopped {stop_seconds:.0f}s after the store restart"
+    assert not (tmp_path / "out" / "summary.json").exists()
+    with PromptDB(tmp_path / "out" / "prompts.db") as prompts:
+        run = prompts.runs()[-1]
+        evaluations = [e for p in prompts.list(run.run_id) for e in prompts.evaluations(p.id)]
+    assert run.status == "failed"
+    assert all(e.score >= 1.0 for e in evaluations), evaluations
+    print(f"store restart: exit 3 {stop_seconds:.1f}s after the restart, {len(evaluations)} scores kept (all 1.0)")

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import agentlightning as agl
+import aiohttp
 from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, VersionedPromptTemplate
 
 from trainer.agent.template import TEMPLATE_ENGINE
@@ -41,6 +42,10 @@ BATCH_POLL_SECONDS = 0.25
 # How often a waiting batch checks that the store still knows its rollouts (a restarted
 # in-memory store forgets them, and waiting the whole batch timeout for them helps nobody).
 STORE_CHECK_SECONDS = 2.0
+# A store that is restarting (or a network blip) answers again within this; one that does not is gone.
+STORE_UNREACHABLE_SECONDS = 30.0
+# What the store client raises when it cannot reach the store (after its own health-check retries).
+STORE_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 class TrackedAPO(APO[Problem]):
@@ -198,7 +203,11 @@ class TrackedAPO(APO[Problem]):
         """
         if prompt.version in self._rejected:
             return [], 0.0
-        results = await self._run_batch(prompt, resource_name, dataset, mode)
+        try:
+            results = await self._run_batch(prompt, resource_name, dataset, mode)
+        except STORE_ERRORS as exc:  # enqueueing or reading results back: the store went away
+            raise StoreLost(f"the store at STORE_URL={self._store_name} stopped answering ({exc!r}); "
+                            "nothing it held back was scored") from exc  # fmt: skip
         self._watch.observe(results)
         batch = tally(results, planned=len(dataset))
         if mode != "val":
@@ -220,13 +229,21 @@ class TrackedAPO(APO[Problem]):
         deadline = time.monotonic() + self.rollout_batch_timeout
         next_check = time.monotonic() + STORE_CHECK_SECONDS
         finished: list[agl.Rollout] = []
+        unreachable_since: float | None = None
         while True:
-            finished = await store.wait_for_rollouts(rollout_ids=ids, timeout=0.0)
+            try:
+                finished = await store.wait_for_rollouts(rollout_ids=ids, timeout=0.0)
+                if time.monotonic() >= next_check:
+                    await self._check_store_knows(ids)
+                    next_check = time.monotonic() + STORE_CHECK_SECONDS
+            except STORE_ERRORS as exc:
+                unreachable_since = self._store_unreachable(unreachable_since, exc)
+                next_check = 0.0  # once it answers again: does it still know the batch?
+                await asyncio.sleep(BATCH_POLL_SECONDS * 4)
+                continue
+            unreachable_since = None
             if len(finished) >= len(ids) or time.monotonic() >= deadline:
                 break
-            if time.monotonic() >= next_check:
-                await self._check_store_knows(ids)
-                next_check = time.monotonic() + STORE_CHECK_SECONDS
             await asyncio.sleep(BATCH_POLL_SECONDS)
         if len(finished) < len(ids):
             logger.warning(
@@ -238,11 +255,29 @@ class TrackedAPO(APO[Problem]):
         finished.sort(key=lambda rollout: rollout.end_time or 0.0)
         return await self.get_rollout_results(finished)
 
+    @property
+    def _store_name(self) -> str:
+        return self.store_url or "(the in-process store)"
+
+    def _store_unreachable(self, since: float | None, exc: BaseException) -> float:
+        """When the store first failed to answer; StoreLost once that is STORE_UNREACHABLE_SECONDS ago."""
+        now = time.monotonic()
+        if since is None:
+            logger.warning("the store at %s does not answer (%r); waiting up to %.0fs", self._store_name, exc,
+                           STORE_UNREACHABLE_SECONDS)  # fmt: skip
+            return now
+        if now - since >= STORE_UNREACHABLE_SECONDS:
+            raise StoreLost(
+                f"the store at STORE_URL={self._store_name} has not answered for {now - since:.0f}s ({exc!r}); "
+                "nothing it held back was scored"
+            ) from exc
+        return since
+
     async def _check_store_knows(self, ids: Sequence[str]) -> None:
         known = await self.get_store().query_rollouts(rollout_id_in=list(ids))
         if len(known) < len(ids):
             raise StoreLost(
-                f"the store at {self.store_url or 'the in-process store'} no longer knows "
+                f"the store at STORE_URL={self._store_name} no longer knows "
                 f"{len(ids) - len(known)} of this batch's {len(ids)} rollouts (did it restart?); "
                 "nothing it lost was scored"
             )
