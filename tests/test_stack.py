@@ -221,6 +221,7 @@ class Training:
     wall: float
     downtime: float
     container: str
+    exited: float  # epoch seconds
 
 
 def train_with_restart(stack: Stack, restart: str, **env: str) -> Training:
@@ -250,6 +251,7 @@ def train_with_restart(stack: Stack, restart: str, **env: str) -> Training:
     stack.run("restart", restart, timeout=120)
     downtime = time.monotonic() - down_started
     code = stack.wait_exit("train", TRAIN_TIMEOUT)
+    exited = time.time()
     wall = time.monotonic() - started
     logs = stack.run("logs", "--no-color", "train", check=False).stdout
     assert code == 0, f"train exited {code} after {wall:.0f}s:\n{logs[-6000:]}"
@@ -259,7 +261,7 @@ def train_with_restart(stack: Stack, restart: str, **env: str) -> Training:
     assert len(rows) == summary["rollouts"] > 0, summary
     store_url = f"http://{stack.container_ip('store')}:4747"
     in_store = {row["rollout_id"]: store_spans(store_url, row["rollout_id"]) for row in rows}
-    return Training(summary["run_id"], summary, rows, in_store, wall, downtime, cid)
+    return Training(summary["run_id"], summary, rows, in_store, wall, downtime, cid, exited)
 
 
 def ledger_counts(stack: Stack) -> dict[str, int]:
@@ -326,6 +328,9 @@ def test_training_through_the_stack_survives_a_collector_restart(stack: Stack) -
     assert lost == {"exported": lost["exported"], "store": 0, "jaeger": 0}
     assert lost["exported"] >= 3 * len(training.rows)
     assert training.summary["apo_span_reads"]["incomplete"] == 0
+    # `up train`, the collector restarted mid-run: every value still reached the dashboards.
+    empty = empty_trainer_panels(stack, training.exited)
+    assert not empty, "trainer panels without data after `up train`:\n" + "\n".join(empty)
 
     # The best prompt and the summary are in the `outputs` volume.
     best = read_file(training.container, "/data/outputs/best_prompt.txt")
@@ -384,16 +389,30 @@ def test_two_runner_containers_do_the_rollouts_and_a_jaeger_restart_loses_nothin
     assert lost == {"exported": lost["exported"], "store": 0, "jaeger": 0}
     assert training.summary["apo_span_reads"]["incomplete"] == 0
     assert_rewards_in_store(training)
+    empty = empty_trainer_panels(stack, training.exited)
+    assert not empty, "trainer panels without data with runner containers:\n" + "\n".join(empty)
     # Runners are long-lived: still serving after the training ended.
     assert all(container_running(cid) for cid in runners)
+
+
+def empty_trainer_panels(stack: Stack, exited: float) -> list[str]:
+    """Training-dashboard queries without data, evaluated a few scrapes after the training exited
+    (every value was pushed to the collector before it exited; Prometheus reads that every 5 s)."""
+    from tests.telemetry.test_dashboards import _has_finite, training_panel_exprs
+
+    at = exited + 12
+    time.sleep(max(0.0, at - time.time()))
+    return [
+        f"{panel}: {expr}"
+        for _dash, panel, expr, must_have_data in training_panel_exprs()
+        if must_have_data and not _has_finite(prom_query(stack.prometheus_url, expr, at=at))
+    ]
 
 
 @pytest.mark.docker
 @pytest.mark.slow
 def test_a_training_started_with_run_fills_every_trainer_panel(stack: Stack) -> None:
     """The README's way to pass flags (`run --rm train FLAGS`): a container no scrape can name."""
-    from tests.telemetry.test_dashboards import _has_finite, training_panel_exprs
-
     started = time.monotonic()
     proc = stack.run("run", "--rm", "train", "--iterations", "1", timeout=TRAIN_TIMEOUT, check=False)
     exited = time.time()
@@ -401,20 +420,12 @@ def test_a_training_started_with_run_fills_every_trainer_panel(stack: Stack) -> 
     summary = json.loads(
         stack.run("run", "--rm", "-T", "--no-deps", "--entrypoint", "cat", "train", "/data/outputs/summary.json").stdout
     )
-    # Every value was pushed before the container exited; Prometheus reads the collector every 5 s.
-    at = exited + 12
-    time.sleep(max(0.0, at - time.time()))
+    empty = empty_trainer_panels(stack, exited)
     run = f'exported_instance="{summary["run_id"]}"'
-    rollouts = prom_query(stack.prometheus_url, f'sum(apo_rollouts_total{{job="trainer", {run}}})', at=at)
+    rollouts = prom_query(stack.prometheus_url, f'sum(apo_rollouts_total{{job="trainer", {run}}})', at=exited + 12)
     assert rollouts and float(rollouts[0]["value"][1]) == summary["rollouts"], rollouts
-    empty = [
-        f"{panel}: {expr}"
-        for _dash, panel, expr, must_have_data in training_panel_exprs()
-        if must_have_data and not _has_finite(prom_query(stack.prometheus_url, expr, at=at))
-    ]
-    print(
-        f"\n`run --rm train`: {time.monotonic() - started:.0f}s, {summary['rollouts']} rollouts, empty panels: {empty}"
-    )
+    wall = time.monotonic() - started
+    print(f"\n`run --rm train`: {wall:.0f}s, {summary['rollouts']} rollouts, empty panels: {empty}")
     assert not empty, "trainer panels without data after `docker compose run --rm train`:\n" + "\n".join(empty)
 
 
