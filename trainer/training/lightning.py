@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Seconds runner processes get to stop on their own, and again after SIGINT, before they are
+# terminated. Agent Lightning's 10 s each kept a run the store had lost alive 20 s more, its runners
+# retrying span exports into a store that no longer knew their rollouts; no rollout still running
+# at the end of a run is scored anyway.
+RUNNER_STOP_SECONDS = 5.0
+
 
 def lightning_trainer(settings: Settings, *, algorithm: Any | None, seed_prompt: str | None = None) -> agl.Trainer:
     """The trainer for ``algorithm``, or for runners only when it is None."""
@@ -31,7 +37,13 @@ def lightning_trainer(settings: Settings, *, algorithm: Any | None, seed_prompt:
     extra: dict[str, Any] = {}
     if settings.store_url:
         extra["store"] = agl.LightningStoreClient(settings.store_url)
-        strategy = agl.ClientServerExecutionStrategy(role=role, n_runners=max(settings.runners, 1), managed_store=False)
+        strategy = agl.ClientServerExecutionStrategy(
+            role=role,
+            n_runners=max(settings.runners, 1),
+            managed_store=False,
+            graceful_timeout=RUNNER_STOP_SECONDS,
+            terminate_timeout=RUNNER_STOP_SECONDS,
+        )
         if role == "algorithm":
             logger.info("RUNNERS=0: rollouts wait in %s for `apo-trainer runner` processes", settings.store_url)
     else:
@@ -40,6 +52,8 @@ def lightning_trainer(settings: Settings, *, algorithm: Any | None, seed_prompt:
             n_runners=settings.runners,
             server_host="127.0.0.1",
             server_port=settings.store_port or free_port(),
+            graceful_timeout=RUNNER_STOP_SECONDS,
+            terminate_timeout=RUNNER_STOP_SECONDS,
         )
     if seed_prompt is not None:
         extra["initial_resources"] = {
