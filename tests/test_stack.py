@@ -398,15 +398,11 @@ def test_two_runner_containers_do_the_rollouts_and_a_jaeger_restart_loses_nothin
 def empty_trainer_panels(stack: Stack, exited: float) -> list[str]:
     """Training-dashboard queries without data, evaluated a few scrapes after the training exited
     (every value was pushed to the collector before it exited; Prometheus reads that every 5 s)."""
-    from tests.telemetry.test_dashboards import _has_finite, training_panel_exprs
+    from tests.telemetry.test_dashboards import training_panels_without_data
 
     at = exited + 12
     time.sleep(max(0.0, at - time.time()))
-    return [
-        f"{panel}: {expr}"
-        for _dash, panel, expr, must_have_data in training_panel_exprs()
-        if must_have_data and not _has_finite(prom_query(stack.prometheus_url, expr, at=at))
-    ]
+    return training_panels_without_data(lambda expr: prom_query(stack.prometheus_url, expr, at=at))
 
 
 @pytest.mark.docker

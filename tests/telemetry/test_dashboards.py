@@ -28,7 +28,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +213,16 @@ def training_panel_exprs() -> list[tuple[str, str, str, bool]]:
             continue
         out.append((q.dashboard, q.panel, q.promql(), (q.panel, q.ref_id) not in TRAINING_MAY_BE_EMPTY))
     return out
+
+
+def training_panels_without_data(query: Callable[[str], list[dict[str, Any]]]) -> list[str]:
+    """Runs every training-dashboard expression through ``query`` (which raises on an invalid one) and
+    names those that must have data but returned no finite sample."""
+    return [
+        f"{dashboard} / {panel}: {expr}"
+        for dashboard, panel, expr, must_have_data in training_panel_exprs()
+        if not _has_finite(query(expr)) and must_have_data
+    ]
 
 
 class SpecTrainer:

@@ -27,7 +27,7 @@ from tests.support.trainer_cli import TINY_SETTINGS as SETTINGS
 from tests.support.trainer_cli import TINY_SPLITS as SPLITS
 from tests.support.trainer_cli import TINY_TASKS as TASKS
 from tests.support.waiting import wait_until
-from tests.telemetry.test_dashboards import _has_finite, training_panel_exprs
+from tests.telemetry.test_dashboards import training_panels_without_data
 from trainer.apo.plan import expected_rollouts
 from trainer.math_task import SEED_PROMPT
 from trainer.testing import Reply, ScriptedLLM, ScriptedOptimizer, is_probe, perfect_agent, route
@@ -118,11 +118,7 @@ def test_final_values_reach_prometheus_after_the_trainer_exits(scraped_training:
 
 def test_every_training_panel_returns_data(scraped_training: Scraped) -> None:
     s = scraped_training
-    empty = []
-    for dashboard, panel, expr, must_have_data in training_panel_exprs():
-        result = s.prom.query(expr, at=s.at)  # raises on an invalid expression
-        if must_have_data and not _has_finite(result):
-            empty.append(f"{dashboard} / {panel}: {expr}")
+    empty = training_panels_without_data(lambda expr: s.prom.query(expr, at=s.at))
     assert not empty, "panels without data after a training:\n" + "\n".join(empty)
 
 

@@ -183,7 +183,7 @@ class RunLedgers:
         if isinstance(run_dir, str) and run_dir:
             path = Path(run_dir)
             if path.is_absolute() and path.name == run_id and path.parent.name == "runs" and path.is_dir():
-                return Ledger(path / "rollouts.jsonl")
+                return RunLedgers(path.parent).for_run(run_id)
         return self.for_run(run_id)
 
 
