@@ -12,6 +12,11 @@ class MetricsObserver(APOObserver):
 
     def __init__(self, metrics: TrainerMetrics) -> None:
         self.metrics = metrics
+        self._seed: str | None = None
+
+    def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
+        if parent is None:
+            self._seed = label
 
     def rounds_planned(self, rounds: int) -> None:
         self.metrics.rounds_planned.set(rounds)
@@ -26,8 +31,8 @@ class MetricsObserver(APOObserver):
     def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
         # A rescored prompt updates its own series; only a candidate's first score counts it as evaluated.
         self.metrics.candidate_scored(label, round_number, current.value, candidate=first and round_number > 0)
-        if round_number == 0 and first:
-            self.metrics.seed_score.set(batch.value)
+        if label == self._seed:  # its pool grows with every val batch it gets: the one number everywhere
+            self.metrics.seed_score.set(current.value)
 
     def best_changed(self, label: str, score: ValScore) -> None:
         self.metrics.set_best(label, score.value)

@@ -34,7 +34,8 @@ class ProgressState:
     round: int = 0
     best_score: float | None = None
     best_label: str | None = None
-    seed_score: float | None = None
+    seed_label: str | None = None  # the prompt with no parent
+    seed_score: float | None = None  # its pooled val score, as every other view shows it
     candidates: int = 0
     rejected: int = 0
     rejected_reasons: dict[str, int] = field(default_factory=dict)
@@ -72,8 +73,10 @@ class Progress(APOObserver):
         self._update(round=round_number)
 
     def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
-        if parent is not None:
-            with self._lock:
+        with self._lock:
+            if parent is None:
+                self._state = replace(self._state, seed_label=label)
+            else:
                 self._state = replace(self._state, candidates=self._state.candidates + 1)
 
     def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
@@ -85,8 +88,8 @@ class Progress(APOObserver):
 
     def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
         with self._lock:
-            if round_number == 0 and first and self._state.seed_score is None:
-                self._state = replace(self._state, seed_score=batch.value)
+            if label == self._state.seed_label:  # its pool grows with every val batch it gets
+                self._state = replace(self._state, seed_score=current.value)
 
     def best_changed(self, label: str, score: ValScore) -> None:
         self._update(best_score=score.value, best_label=label)
