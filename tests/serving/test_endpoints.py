@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from trainer.apo.optimizer_llm import optimizer_client
-from trainer.config import Settings, url_origin
+from trainer.config import Settings
 from trainer.serving.endpoints import Endpoints, probe_endpoints, resolve_endpoints
 from trainer.testing import ScriptedLLM
+from trainer.urls import url_origin
 
 AGENT_KEY = "sk-agent-key-given-for-the-agent-server"
 OPTIMIZER_KEY = "sk-optimizer-key-given-for-the-optimizer"

@@ -11,9 +11,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from trainer.agent.model import ModelSpec
-from trainer.config import ConfigError, Settings, url_origin
+from trainer.config import ConfigError, Settings
 from trainer.serving.embedded_llm import EmbeddedLLMProcess
 from trainer.serving.probes import probe_chat
+from trainer.urls import url_origin
 
 logger = logging.getLogger(__name__)
 

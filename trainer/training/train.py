@@ -16,7 +16,6 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -31,7 +30,7 @@ from trainer.config import ConfigError, Settings
 from trainer.data.splits import Splits, splits_for
 from trainer.records.ledger import Ledger, RunLedgers
 from trainer.records.output_lock import OutputLock
-from trainer.records.prompt_db import BEST_TXT, PromptDB, PromptRecord
+from trainer.records.prompt_db import BEST_TXT, PromptDB
 from trainer.records.summary import Summary
 from trainer.serving.endpoints import Endpoints, probe_endpoints, start_endpoints
 from trainer.serving.probes import check_collector, check_store
@@ -40,10 +39,8 @@ from trainer.training.evaluation import TestResults, score_on_test
 
 if TYPE_CHECKING:
     from trainer.apo.algorithm import TrackedAPO
-    from trainer.records.recorder import PromptRecorder
     from trainer.telemetry.metrics import MetricsServer, TrainerMetrics
     from trainer.telemetry.metrics_push import MetricsPusher
-    from trainer.training.progress import ProgressState
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +257,7 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
     from trainer.records.recorder import PromptRecorder
     from trainer.telemetry.metrics_observer import MetricsObserver
     from trainer.training.lightning import lightning_trainer
+    from trainer.training.outcome import build_summary, write_outputs
     from trainer.training.progress import Progress, ProgressDisplay
     from trainer.training.rollout import make_rollout
 
@@ -306,7 +304,7 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
             results = score_on_test(prompts, run_id, prep.splits.test, rollout_config, settings)
             observe_test(metrics, results, endpoints.agent.model)
             summary = build_summary(
-                settings, run_id, prep, endpoints, prompts, results, ledger, progress.snapshot(), usage,
+                settings, run_id, prep.splits, endpoints, prompts, results, ledger, progress.snapshot(), usage,
                 wall_seconds=time.monotonic() - started, expected_rollouts=expected,
             )  # fmt: skip
             write_outputs(summary, recorder, prompts, out, ledger.path.parent)
@@ -323,94 +321,3 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
             if metrics_server is not None:
                 metrics_server.wait_for_final_scrape(settings.metrics_final_scrape_timeout)
     return summary
-
-
-def write_outputs(summary: Summary, recorder: PromptRecorder, prompts: PromptDB, out: Path, run_dir: Path) -> None:
-    """The best prompt files, summary.json (in the output dir and the run's own dir) and the curve."""
-    from trainer.records.report import CURVE_FILE, curve_points, plot_reward_curve
-    from trainer.records.summary import write_summary
-
-    recorder.export_best()
-    write_summary(out, summary)
-    write_summary(run_dir, summary)
-    plot_reward_curve(curve_points(prompts.list(summary.run_id)), out / CURVE_FILE, f"APO run {summary.run_id}")
-
-
-def build_summary(
-    settings: Settings,
-    run_id: str,
-    prep: Preparation,
-    endpoints: Endpoints,
-    prompts: PromptDB,
-    results: TestResults,
-    ledger: Ledger,
-    progress: ProgressState,
-    usage: UsageLedger,
-    *,
-    wall_seconds: float,
-    expected_rollouts: int,
-) -> Summary:
-    """Everything the run found, from its records: prompt DB, ledger, test results and counters."""
-    from trainer.records.report import CURVE_FILE
-    from trainer.records.stats import paired, wilson
-    from trainer.records.summary import LedgerSkips, Models, PairedSummary, ScoreSummary, SpanReads, SplitSizes, Tokens
-    from trainer.training.evaluation import answered_pairs
-
-    def val_score(record: PromptRecord) -> ScoreSummary | None:
-        record = prompts.get(record.id)
-        if record.val_score is None or not record.val_n:
-            return None
-        return ScoreSummary.of(wilson(round(record.val_score * record.val_n), record.val_n))
-
-    seed, best = prompts.get(results.seed.id), prompts.get(results.best.id)
-    outcomes = ledger.read()
-    statuses: dict[str, int] = {}
-    for outcome in outcomes:
-        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
-    agent_tokens = sum(o.input_tokens + o.output_tokens for o in outcomes)
-    distinct = {id(e): e for e in (results.seed_eval, results.best_eval)}.values()
-    test_tokens = sum(e.tokens for e in distinct)
-    comparison = paired(*answered_pairs(results.seed_eval, results.best_eval))
-    collector = settings.otel_exporter_otlp_endpoint
-    out = settings.output_dir
-    return Summary(
-        run_id=run_id,
-        algorithm=settings.algorithm,
-        seed_val_score=seed.val_score,
-        best_val_score=best.val_score,
-        seed_test_score=results.seed_eval.score.value,
-        best_test_score=results.best_eval.score.value,
-        best_prompt_version=best.label,
-        best_prompt_id=best.id,
-        rollouts=len(outcomes),
-        llm_tokens=agent_tokens + test_tokens + usage.total_tokens,
-        wall_seconds=round(wall_seconds, 1),
-        seed_val=val_score(seed),
-        best_val=val_score(best),
-        seed_test=ScoreSummary.of(results.seed_eval.score),
-        best_test=ScoreSummary.of(results.best_eval.score),
-        paired_test=PairedSummary.of(comparison),
-        verdict=comparison.verdict(),
-        rollout_statuses=statuses,
-        ledger_skipped=LedgerSkips.of(ledger.skipped),  # the lines ledger.read() above could not count
-        test_statuses={"seed": results.seed_eval.status_counts(), "best": results.best_eval.status_counts()},
-        candidates=progress.candidates,
-        candidates_rejected=progress.rejected,
-        rejected_reasons=progress.rejected_reasons,
-        failed_optimizer_branches=progress.failed_branches,
-        round_seconds={str(k): round(v, 1) for k, v in progress.round_seconds.items()},
-        apo_span_reads=SpanReads(rollouts_read=progress.rollouts_read, incomplete=progress.incomplete_reads),
-        tracing="off" if settings.tracing == "off" else (f"collector {collector}" if collector else "store"),
-        tokens=Tokens(agent=agent_tokens, test=test_tokens, optimizer=usage.as_dict()),
-        expected_training_rollouts_max=expected_rollouts,
-        models=Models(
-            agent=endpoints.agent.model,
-            gradient=endpoints.gradient_model,
-            edit=endpoints.edit_model,
-            embedded=settings.uses_embedded_llm,
-        ),
-        splits=SplitSizes(train=len(prep.splits.train), val=len(prep.splits.val), test=len(prep.splits.test)),
-        best_prompt_file=str(out / BEST_TXT),
-        prompt_db=str(settings.prompt_db_path),
-        reward_curve=str(out / CURVE_FILE),
-    )

@@ -1,0 +1,111 @@
+"""What a finished training leaves behind: its summary, built from its records, and the files it writes.
+
+The summary is read back from the run's records (prompt DB, ledger, test results, counters), never
+from what the training believed along the way, so it says what the files say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer.apo.optimizer_llm import UsageLedger
+from trainer.config import Settings
+from trainer.data.splits import Splits
+from trainer.records.ledger import Ledger
+from trainer.records.prompt_db import BEST_TXT, PromptDB, PromptRecord
+from trainer.records.recorder import PromptRecorder
+from trainer.records.summary import Summary
+from trainer.serving.endpoints import Endpoints
+from trainer.training.evaluation import TestResults
+from trainer.training.progress import ProgressState
+
+
+def write_outputs(summary: Summary, recorder: PromptRecorder, prompts: PromptDB, out: Path, run_dir: Path) -> None:
+    """The best prompt files, summary.json (in the output dir and the run's own dir) and the curve."""
+    from trainer.records.report import CURVE_FILE, curve_points, plot_reward_curve
+    from trainer.records.summary import write_summary
+
+    recorder.export_best()
+    write_summary(out, summary)
+    write_summary(run_dir, summary)
+    plot_reward_curve(curve_points(prompts.list(summary.run_id)), out / CURVE_FILE, f"APO run {summary.run_id}")
+
+
+def build_summary(
+    settings: Settings,
+    run_id: str,
+    splits: Splits,
+    endpoints: Endpoints,
+    prompts: PromptDB,
+    results: TestResults,
+    ledger: Ledger,
+    progress: ProgressState,
+    usage: UsageLedger,
+    *,
+    wall_seconds: float,
+    expected_rollouts: int,
+) -> Summary:
+    """Everything the run found, from its records: prompt DB, ledger, test results and counters."""
+    from trainer.records.report import CURVE_FILE
+    from trainer.records.stats import paired, wilson
+    from trainer.records.summary import LedgerSkips, Models, PairedSummary, ScoreSummary, SpanReads, SplitSizes, Tokens
+    from trainer.training.evaluation import answered_pairs
+
+    def val_score(record: PromptRecord) -> ScoreSummary | None:
+        record = prompts.get(record.id)
+        if record.val_score is None or not record.val_n:
+            return None
+        return ScoreSummary.of(wilson(round(record.val_score * record.val_n), record.val_n))
+
+    seed, best = prompts.get(results.seed.id), prompts.get(results.best.id)
+    outcomes = ledger.read()
+    statuses: dict[str, int] = {}
+    for outcome in outcomes:
+        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+    agent_tokens = sum(o.input_tokens + o.output_tokens for o in outcomes)
+    distinct = {id(e): e for e in (results.seed_eval, results.best_eval)}.values()
+    test_tokens = sum(e.tokens for e in distinct)
+    comparison = paired(*answered_pairs(results.seed_eval, results.best_eval))
+    collector = settings.otel_exporter_otlp_endpoint
+    out = settings.output_dir
+    return Summary(
+        run_id=run_id,
+        algorithm=settings.algorithm,
+        seed_val_score=seed.val_score,
+        best_val_score=best.val_score,
+        seed_test_score=results.seed_eval.score.value,
+        best_test_score=results.best_eval.score.value,
+        best_prompt_version=best.label,
+        best_prompt_id=best.id,
+        rollouts=len(outcomes),
+        llm_tokens=agent_tokens + test_tokens + usage.total_tokens,
+        wall_seconds=round(wall_seconds, 1),
+        seed_val=val_score(seed),
+        best_val=val_score(best),
+        seed_test=ScoreSummary.of(results.seed_eval.score),
+        best_test=ScoreSummary.of(results.best_eval.score),
+        paired_test=PairedSummary.of(comparison),
+        verdict=comparison.verdict(),
+        rollout_statuses=statuses,
+        ledger_skipped=LedgerSkips.of(ledger.skipped),  # the lines ledger.read() above could not count
+        test_statuses={"seed": results.seed_eval.status_counts(), "best": results.best_eval.status_counts()},
+        candidates=progress.candidates,
+        candidates_rejected=progress.rejected,
+        rejected_reasons=progress.rejected_reasons,
+        failed_optimizer_branches=progress.failed_branches,
+        round_seconds={str(k): round(v, 1) for k, v in progress.round_seconds.items()},
+        apo_span_reads=SpanReads(rollouts_read=progress.rollouts_read, incomplete=progress.incomplete_reads),
+        tracing="off" if settings.tracing == "off" else (f"collector {collector}" if collector else "store"),
+        tokens=Tokens(agent=agent_tokens, test=test_tokens, optimizer=usage.as_dict()),
+        expected_training_rollouts_max=expected_rollouts,
+        models=Models(
+            agent=endpoints.agent.model,
+            gradient=endpoints.gradient_model,
+            edit=endpoints.edit_model,
+            embedded=settings.uses_embedded_llm,
+        ),
+        splits=SplitSizes(train=len(splits.train), val=len(splits.val), test=len(splits.test)),
+        best_prompt_file=str(out / BEST_TXT),
+        prompt_db=str(settings.prompt_db_path),
+        reward_curve=str(out / CURVE_FILE),
+    )
