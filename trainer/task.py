@@ -49,6 +49,11 @@ class Problem(TypedDict):
     id: str
     question: str
     answer: str
+    # A worked answer in the style the agent should reply in (the reasoning, then the final line
+    # "The answer is N."), shown to the agent as a demonstration, and only for train problems: a
+    # val or test problem's solution in the prompt would hand the agent what it is scored on. Tasks
+    # without one leave it out.
+    solution: NotRequired[str]
     # Set by the training on the problems it hands to APO, so that a runner in another process or
     # container knows which run's ledger a rollout belongs to.
     run_id: NotRequired[str]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import math
 import random
@@ -18,6 +20,7 @@ from trainer.data import MAX_QUESTION_CHARS, DatasetError
 from trainer.data.jsonl import load_jsonl
 from trainer.data.numbers import canonical_number
 from trainer.data.problems import KINDS, MathTask, generate_problems
+from trainer.data.solutions import MAX_SOLUTION_CHARS
 from trainer.data.splits import Splits, load_splits, split_tasks
 
 CANONICAL_RE = re.compile(r"-?(0|[1-9]\d*)(\.\d*[1-9])?")
@@ -188,7 +191,7 @@ def test_ids_are_stable_and_unique(problems: list[MathTask]) -> None:
 def test_tasks_are_plain_json_dicts(problems: list[MathTask]) -> None:
     for task in problems:
         assert type(task) is dict
-        assert set(task) == {"id", "question", "answer", "kind", "difficulty"}
+        assert set(task) == {"id", "question", "answer", "kind", "difficulty", "solution"}
         assert json.loads(json.dumps(task)) == task
 
 
@@ -621,7 +624,7 @@ def test_unique_generation_keeps_longer_lists_extending_shorter_ones() -> None:
 def test_generator_that_runs_out_of_distinct_problems_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     from trainer.data import problems
 
-    monkeypatch.setattr(problems, "_draw", lambda rng, level: ("add", "What is 1 + 1?", Fraction(2)))
+    monkeypatch.setattr(problems, "_draw", lambda rng, level: ("add", "What is 1 + 1?", "1 + 1", Fraction(2)))
     with pytest.raises(DatasetError, match=r"cannot generate 3 distinct problems at difficulties \[1, 2, 3\]"):
         generate_problems(3, seed=0)
 
@@ -659,3 +662,165 @@ def test_split_tasks_refuses_hostile_text_from_any_source(field: str, value: str
         split_tasks(tasks, 2, 2, 2, seed=0)
     assert expected in str(caught.value)
     str(caught.value).encode("utf-8")
+
+
+# --- worked solutions: generated ones evaluate to the answer, JSONL ones come from the reasoning -------
+
+
+def evaluate(expression: str) -> Fraction:
+    """The exact value of an expression of + - * / and parentheses over canonical decimals."""
+    operators = {ast.Add: Fraction.__add__, ast.Sub: Fraction.__sub__, ast.Mult: Fraction.__mul__,
+                 ast.Div: Fraction.__truediv__}  # fmt: skip
+
+    def value(node: ast.expr) -> Fraction:
+        if isinstance(node, ast.BinOp) and type(node.op) in operators:
+            return operators[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            # The digits as written, not the float they parse to: 0.1 must stay exactly 1/10.
+            literal = ast.get_source_segment(expression, node)
+            assert literal is not None and canonical_number(literal) == literal, literal
+            return Fraction(literal)
+        raise AssertionError(f"not plain arithmetic: {ast.dump(node)} in {expression!r}")
+
+    return value(ast.parse(expression, mode="eval").body)
+
+
+def test_the_evaluator_is_exact_and_refuses_anything_else() -> None:
+    assert evaluate("(12 + 30) - 7") == 35
+    assert evaluate("0.1 + 0.2") == Fraction(3, 10)
+    assert evaluate("2 * 3 / (2 + 3)") == Fraction(6, 5)
+    for bad in ("2 ** 3", "-5 + 1", "abs(3)", "1,234 + 1", "1.50 + 1"):
+        with pytest.raises((AssertionError, SyntaxError)):
+            evaluate(bad)
+
+
+@pytest.mark.parametrize(
+    ("n", "seed", "difficulties"),
+    [(400, 11, (1, 2, 3)), (1500, 0, (1, 2, 3)), (500, 5, (1,)), (500, 6, (2,)), (800, 8, (3,))],
+)
+def test_generated_solutions_are_expressions_that_evaluate_to_the_answer(
+    n: int, seed: int, difficulties: tuple[int, ...]
+) -> None:
+    for task in generate_problems(n, seed, difficulties):
+        answer = task["answer"]
+        expression, equals, rest = task["solution"].partition(" = ")
+        assert equals and rest == f"{answer}. The answer is {answer}.", task
+        assert evaluate(expression) == Fraction(answer), task
+        assert task["solution"].endswith(f"The answer is {answer}.")
+
+
+def test_the_solution_check_sees_every_kind_at_every_difficulty() -> None:
+    # 1500 problems of seed 0 (checked above) reach every generator branch, each with its own expression.
+    shapes = {(task["kind"], task["difficulty"]) for task in generate_problems(1500, 0)}
+    assert shapes == {(kind, level) for kind in KINDS for level in (1, 2, 3)} - {("multi_step", 1)}
+
+
+PROBLEM_KEYS = ("id", "question", "answer", "kind", "difficulty")
+
+
+def fingerprint(tasks: list[MathTask]) -> str:
+    return hashlib.sha256(json.dumps([{key: t[key] for key in PROBLEM_KEYS} for t in tasks]).encode()).hexdigest()
+
+
+def test_solutions_change_no_generated_problem() -> None:
+    # Recorded before solutions existed: tests and saved benchmark results depend on these exact
+    # problems, so building the expression must not have taken a single extra random draw.
+    assert fingerprint(generate_problems(200, 7)) == "7729436742f7501937193f2afeed6994559ca77e2b599599939cd6d1af7d1f49"
+    assert fingerprint(generate_problems(100, 3)) == "e1566b6bdea4562650fa5872f54e7204d8d7a0d03bc53131d3a33e6970f6c81c"
+    assert fingerprint(generate_problems(300, 4, (1,))) == (
+        "bf220a58203dfd2357a7291a72530e1240a3b6e7a371facee432112a2067eeaf"
+    )
+    tasks = generate_problems(200, 7)
+    assert tasks[57] == {
+        "id": "gen-7-57",
+        "question": "A jacket costs $135 and is on sale for 75% off. How many dollars does the discount save?",
+        "answer": "101.25",
+        "kind": "percentage",
+        "difficulty": 2,
+        "solution": "135 * 75 / 100 = 101.25. The answer is 101.25.",
+    }
+    assert {key: tasks[199][key] for key in PROBLEM_KEYS} == {
+        "id": "gen-7-199",
+        "question": "Victor paid $113.85 for 9 mugs. Each mug costs the same. How many dollars does one mug cost?",
+        "answer": "12.65",
+        "kind": "unit_price",
+        "difficulty": 2,
+    }
+
+
+GSM8K_ANSWER = (
+    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
+)
+
+
+def test_a_gsm8k_answer_gives_its_reasoning_as_the_solution(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "gsm8k.jsonl", record("Clips?", GSM8K_ANSWER))
+    (task,) = load_jsonl(path)
+    assert task["answer"] == "72"
+    assert task["solution"] == (
+        "Natalia sold 48/2 = 24 clips in May.\n"
+        "Natalia sold 48+24 = 72 clips altogether in April and May.\n"
+        "The answer is 72."
+    )
+
+
+def test_a_solution_key_wins_over_the_gsm8k_reasoning(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "data.jsonl",
+        record("Clips?", GSM8K_ANSWER, solution="  48 + 48 / 2 = 72 <<48+24=72>>  "),
+        record("Plain?", 12.5, solution="25 / 2 = 12.5"),
+        record("Ends right?", "1,272", solution="1200 + 72 = 1272.\nThe answer is 1,272"),
+        record("Blank?", GSM8K_ANSWER, solution=" \n "),
+    )
+    tasks = load_jsonl(path)
+    assert [task.get("solution") for task in tasks] == [
+        "48 + 48 / 2 = 72\nThe answer is 72.",
+        "25 / 2 = 12.5\nThe answer is 12.5.",
+        "1200 + 72 = 1272.\nThe answer is 1272.",  # its own final sentence, made canonical, not doubled
+        None,  # a blank solution says there is none, whatever the answer holds
+    ]
+
+
+@pytest.mark.parametrize("answer", [42, 3.5, "1,234", "3/4", "#### 72", "  \n<<1+1=2>>\n#### 2"])
+def test_an_answer_without_reasoning_gives_no_solution_key(tmp_path: Path, answer: object) -> None:
+    (task,) = load_jsonl(write_lines(tmp_path / "data.jsonl", record("Q?", answer)))
+    assert "solution" not in task
+    assert set(task) == set(PROBLEM_KEYS)
+
+
+def test_generated_solutions_survive_a_jsonl_round_trip_unchanged(tmp_path: Path) -> None:
+    tasks = generate_problems(300, seed=6)
+    path = write_lines(tmp_path / "gen.jsonl", *(json.dumps(task) for task in tasks))
+    assert [task["solution"] for task in load_jsonl(path)] == [task["solution"] for task in tasks]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (record(solution=5), '"solution" must be a string, got int: 5'),
+        (record(solution=None), '"solution" must be a string, got NoneType: None'),
+        (record(solution=["1 + 1 = 2"]), '"solution" must be a string, got list'),
+        (record(solution=list(range(10_000))), '"solution" must be a string, got list: [0, 1, 2'),
+        ('{"question": "Q?", "answer": 2, "solution": "1 + \\ud800 1"}', '"solution" holds a lone surrogate \\ud800'),
+        (record(solution="1 + 2 = 3. The answer is 3."), "ends with 'The answer is 3.', but the answer is 2"),
+        (record(answer="1 + 2 = 3. The answer is 3.\n#### 2"), "ends with 'The answer is 3.', but the answer is 2"),
+        (record(solution="The answer is two."), "ends with 'The answer is two.', but the answer is 2"),
+        (record(solution="x" * (MAX_SOLUTION_CHARS + 1)), '"solution") is 4,018 characters long, more than the 4,000'),
+        (record(answer="y" * MAX_SOLUTION_CHARS + " #### 2"), 'the reasoning in "answer" (before its "####")'),
+    ],
+)
+def test_a_bad_solution_is_refused_naming_file_and_line(tmp_path: Path, line: str, expected: str) -> None:
+    path = write_lines(tmp_path / "data.jsonl", record("First?", 1), line)
+    with pytest.raises(DatasetError) as caught:
+        load_jsonl(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:2: "), message
+    assert expected in message
+    assert len(message) < 400, message
+
+
+def test_the_longest_solution_allowed_is_kept_whole(tmp_path: Path) -> None:
+    reasoning = "z" * (MAX_SOLUTION_CHARS - len("\nThe answer is 2."))
+    (task,) = load_jsonl(write_lines(tmp_path / "data.jsonl", record("Q?", 2, solution=reasoning)))
+    assert len(task["solution"]) == MAX_SOLUTION_CHARS

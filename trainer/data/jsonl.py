@@ -15,8 +15,15 @@ JSONL files (:func:`load_jsonl`)
   Ids must be unique within the file.
 * ``kind``: optional non-empty string, default ``"custom"``. ``difficulty``: optional non-negative
   integer, default ``0``. Other keys are ignored.
-* No string that is kept (``question``, ``answer``, ``id``, ``kind``) may hold a lone surrogate (a
-  JSON ``\ud800`` escape without its pair): it cannot be written as UTF-8.
+* A worked solution (kept as ``solution``, a demonstration for the agent,
+  :mod:`trainer.data.solutions`) comes from an optional ``solution`` string or, without that key,
+  from a GSM8K ``answer``: the text before its last ``####``. GSM8K calculator annotations
+  (``<<48/2=24>>``) are removed, whitespace is trimmed, and the line ``The answer is <answer>.`` is
+  added (reasoning that already ends with ``The answer is N.`` must name the answer: N is only
+  rewritten in canonical form). A blank result, or a plain numeric ``answer``, gives no ``solution``
+  key. The result is at most :data:`~trainer.data.solutions.MAX_SOLUTION_CHARS` characters.
+* No string that is kept (``question``, ``answer``, ``id``, ``kind``, ``solution``) may hold a lone
+  surrogate (a JSON ``\ud800`` escape without its pair): it cannot be written as UTF-8.
 * Every problem raises :class:`DatasetError` with ``"<path>:<line>: <what is wrong>"`` (a repeated
   id or question names the line it repeats too); a missing, unreadable or empty file raises it with
   the path. All of it is checked when the file is loaded, before any rollout.
@@ -31,6 +38,7 @@ from typing import Final
 from trainer.data import DatasetError, text_problem
 from trainer.data.numbers import format_decimal, to_fraction
 from trainer.data.problems import MathTask
+from trainer.data.solutions import MAX_SOLUTION_CHARS, from_reasoning
 
 __all__ = ["load_jsonl"]
 
@@ -52,6 +60,30 @@ def _answer_of(raw: object) -> str:
         return format_decimal(value)
     except ValueError:
         raise ValueError(f'"answer" {final!r} has no exact decimal representation') from None
+
+
+def _solution_of(record: dict[str, object], answer: str) -> str | None:
+    """The worked solution of a line whose canonical answer is ``answer``; ValueError says what is wrong."""
+    if "solution" in record:
+        source, reasoning = '"solution"', record["solution"]
+        if not isinstance(reasoning, str):
+            # Cut the repr short: the value may be a huge list, and the message names the line anyway.
+            raise ValueError(f'"solution" must be a string, got {type(reasoning).__name__}: {reasoning!r:.80}')
+        if (problem := text_problem("solution", reasoning)) is not None:
+            raise ValueError(problem)
+    else:
+        raw = record["answer"]
+        if not isinstance(raw, str) or "####" not in raw:
+            return None
+        # The answer was checked whole (surrogates included) by _answer_of.
+        source, reasoning = 'the reasoning in "answer" (before its "####")', raw.rsplit("####", 1)[0]
+    solution = from_reasoning(reasoning, answer)
+    if solution is not None and len(solution) > MAX_SOLUTION_CHARS:
+        raise ValueError(
+            f"the worked solution ({source}) is {len(solution):,} characters long, more than the "
+            f"{MAX_SOLUTION_CHARS:,} allowed: a demonstration that long crowds the question out of the prompt"
+        )
+    return solution
 
 
 def _task_of(record: object, path: Path, line: int) -> MathTask:
@@ -84,7 +116,10 @@ def _task_of(record: object, path: Path, line: int) -> MathTask:
     difficulty = record.get("difficulty", 0)
     if isinstance(difficulty, bool) or not isinstance(difficulty, int) or difficulty < 0:
         raise ValueError(f'"difficulty" must be a non-negative integer, got {difficulty!r}')
-    return MathTask(id=task_id, question=question.strip(), answer=answer, kind=kind, difficulty=difficulty)
+    task = MathTask(id=task_id, question=question.strip(), answer=answer, kind=kind, difficulty=difficulty)
+    if (solution := _solution_of(record, answer)) is not None:
+        task["solution"] = solution
+    return task
 
 
 def load_jsonl(path: Path) -> list[MathTask]:
