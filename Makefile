@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DEPS_HASH := $(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.installed-$(DEPS_HASH)
 
-.PHONY: venv train test lint bench bench-stack binaries images lock clean
+.PHONY: venv train test lint bench bench-demos bench-stack binaries images lock clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,9 @@ bench: venv binaries
 
 # The compose stack's figures (needs a Docker engine): image sizes, up-to-ready, a default
 # training in the stack, peak memory per service. QUICK=1: the tests' tiny training instead.
+bench-demos: venv
+	$(PY) -m benchmarks.demonstrations $(if $(QUICK),--quick)
+
 bench-stack: venv images
 	$(PY) -m benchmarks.stack $(if $(QUICK),--quick)
 

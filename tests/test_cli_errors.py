@@ -302,7 +302,10 @@ def test_valid_dry_run_prints_the_plan(world: World) -> None:
     assert "training_rollouts 18" in text
     assert "test_rollouts 6" in text
     assert "agent_llm_calls 24" in text
-    assert "optimizer_llm_calls 4" in text
+    # With the default demonstrations, one of the two branches draws examples instead of an edit.
+    assert "optimizer_llm_calls 2" in text
+    assert "instruction_edits 1" in text and "example_draws 1" in text and "example_combinations 0" in text
+    assert "demonstrations 3 per prompt from both: 4 gold worked solutions in train" in text
     assert world.urls["ok"] in text
     # Exactly one probe reached the endpoint, for the agent's model.
     assert len(world.ok_requests) == 1

@@ -183,6 +183,19 @@ def _prompt_json(record: Any, lineage: list[int] | None = None) -> dict[str, Any
     return data
 
 
+def _print_parts(record: Any, io: Streams) -> None:
+    """The prompt's instruction and each demonstration apart; a prompt without any prints as it is."""
+    if not record.demos:
+        print(record.template)
+        return
+    io.out.print(f"changed: {record.change or '-'}; instruction, then {len(record.demos)} demonstrations:",
+                 highlight=False)  # fmt: skip
+    print(record.instruction)
+    for i, demo in enumerate(record.demos, 1):
+        io.out.print(f"--- demonstration {i}: problem {escape(demo.problem_id)} ({demo.source})", highlight=False)
+        print(f"Question: {demo.question}\nAnswer: {demo.answer}")
+
+
 def cmd_prompts(args: argparse.Namespace, io: Streams) -> int:
     from rich.table import Table
 
@@ -199,14 +212,16 @@ def cmd_prompts(args: argparse.Namespace, io: Streams) -> int:
                 print(json.dumps([_prompt_json(p) for p in records]))
                 return 0
             table = Table(title=str(db))
-            for col in ("id", "run", "label", "round", "parent", "status", "val score", "n", "best", "prompt"):
+            for col in ("id", "run", "label", "round", "parent", "change", "status", "val score", "n", "best",
+                        "demos", "instruction"):  # fmt: skip
                 table.add_column(col)
             for p in records:
                 score = f"{p.val_score:.3f}" if p.val_score is not None else "-"
-                preview = " ".join(p.template.split())[:60]
+                preview = " ".join(p.instruction.split())[:60]
                 status = p.status + (f" ({p.reject_reason})" if p.reject_reason else "")
-                table.add_row(str(p.id), p.run_id, p.label, str(p.round), str(p.parent_id or "-"), status,
-                              score, str(p.val_n or "-"), "*" if p.is_best else "", escape(preview))  # fmt: skip
+                table.add_row(str(p.id), p.run_id, p.label, str(p.round), str(p.parent_id or "-"), p.change or "-",
+                              status, score, str(p.val_n or "-"), "*" if p.is_best else "", str(len(p.demos)),
+                              escape(preview))  # fmt: skip
             io.out.print(table)
         elif args.action == "show":
             if not args.ref:
@@ -223,7 +238,7 @@ def cmd_prompts(args: argparse.Namespace, io: Streams) -> int:
             )
             if p.reject_reason:
                 io.out.print(f"rejected: {escape(p.reject_reason)}", highlight=False)
-            print(p.template)
+            _print_parts(p, io)
         else:  # export
             target = Path(args.to) if args.to else settings.output_dir
             record = prompts.export_best(args.run, target)

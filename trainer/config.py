@@ -93,6 +93,25 @@ class Settings(BaseSettings):
         description="Val tasks scoring each candidate.",
         json_schema_extra={"flag": "--val-batch-size"},
     )
+    demos: int = Field(
+        3,
+        ge=0,
+        le=16,
+        description="Worked examples (demonstrations) in each prompt, chosen beside APO's instruction edits from "
+        "the same rollout budget; 0 = plain APO (instruction edits only).",
+        json_schema_extra={"flag": "--demos"},
+    )
+    demo_source: Literal["both", "bootstrapped", "gold"] = Field(
+        "both",
+        description="Where demonstrations come from: bootstrapped (train rollouts that earned reward 1, read back "
+        "from their spans), gold (the data set's worked solutions), or both. Never val or test problems.",
+        json_schema_extra={"flag": "--demo-source"},
+    )
+    instruction_edits: bool = Field(
+        True,
+        description="false: no optimizer edits, every branch draws or combines examples (needs DEMOS > 0; the "
+        "demonstrations-only arm of `make bench-demos`).",
+    )
     rollout_batch_timeout: float = Field(900.0, gt=0, description="Seconds to wait for one batch.")
     max_endpoint_failures: int = Field(
         8, ge=1, le=1000, description="Consecutive rollouts failed at the agent's endpoint that stop the run."
@@ -299,6 +318,14 @@ class Settings(BaseSettings):
             raise ConfigError(
                 f"GRADIENT_BATCH_SIZE (--gradient-batch-size) {self.gradient_batch_size} is larger than "
                 f"TRAIN_SIZE (--train-size) {self.train_size}: lower the batch or raise the split"
+            )
+
+    def check_search(self) -> None:
+        """A search must have something to change; only a training needs this."""
+        if not self.instruction_edits and self.demos == 0 and self.algorithm == "apo":
+            raise ConfigError(
+                "INSTRUCTION_EDITS false with DEMOS (--demos) 0 leaves APO nothing to change: "
+                "set DEMOS to 1 or more, or INSTRUCTION_EDITS to true"
             )
 
     def check_execution(self) -> None:

@@ -52,6 +52,7 @@ REPO = TRAINER_DIR.parent
 # TrackedAPO's own helpers (everything else it defines must override an APO method).
 TRACKED_ONLY = {
     "_record_val", "_mark_best", "best_label", "_run_batch", "_check_store_knows", "_store_name", "_store_unreachable",
+    "_seed_or_plain", "_example_candidate", "_propose",
 }  # fmt: skip
 # Decorators that wrap APO methods, by the qualified name of the wrapper's code, and the argument
 # each one injects (callers never pass it; the override must not declare it).
@@ -207,7 +208,7 @@ def test_tracked_apo_constructor_kwargs_are_apo_parameters() -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "TrackedAPO"
     ]
     assert calls, "trainer/training/train.py no longer builds TrackedAPO(...): update this test"
-    ours = {"observer", "guard", "run_id", "store_url", "max_endpoint_failures"}
+    ours = {"observer", "guard", "run_id", "store_url", "max_endpoint_failures", "seed", "examples"}
     passed = {kw.arg for call in calls for kw in call.keywords if kw.arg} - ours
     params = inspect.signature(APO.__init__).parameters
     unknown = sorted(passed - set(params))

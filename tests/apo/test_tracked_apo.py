@@ -54,6 +54,7 @@ import pytest
 from agentlightning.algorithm.apo import apo as apo_module
 
 from trainer.agent.model import ModelSpec
+from trainer.agent.prompt import Change, Prompt
 from trainer.agent.solve import RolloutConfig
 from trainer.apo.algorithm import TrackedAPO
 from trainer.apo.guard import GuardLimits
@@ -109,6 +110,7 @@ class RecordingObserver(APOObserver):
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.changes: list[Change] = []
         self.errors: list[BaseException] = []
         self.seconds: list[float] = []
 
@@ -118,8 +120,11 @@ class RecordingObserver(APOObserver):
     def round_started(self, round_number: int) -> None:
         self.events.append(("round_started", round_number))
 
-    def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
-        self.events.append(("prompt_created", label, template, parent, round_number))
+    def prompt_created(
+        self, label: str, prompt: Prompt, *, parent: str | None, round_number: int, change: Change
+    ) -> None:
+        self.events.append(("prompt_created", label, prompt.render(), parent, round_number))
+        self.changes.append(change)
 
     def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
         self.events.append(("prompt_rejected", label, reason, round_number))
@@ -506,6 +511,7 @@ def test_plan_bounds_the_run_exactly_where_candidates_were_lost(run: Run) -> Non
         branch_factor=BRANCH_FACTOR,
         gradient_batch_size=GRADIENT_BATCH,
         val_batch_size=VAL_BATCH,
+        demos=0,  # this run's TrackedAPO has no example search: plain APO
     )
     plan = expected_rollouts(settings, Splits(train=run.train, val=run.val, test=run.val[:1]))
     agent_requests = sum(1 for r in run.requests if r["model"] == AGENT_MODEL)

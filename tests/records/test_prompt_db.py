@@ -17,8 +17,9 @@ import pytest
 
 from tests.support import REPO
 from tests.support.env import clean_env
+from trainer.agent.prompt import Demo, Prompt
 from trainer.records.files import atomic_write_text
-from trainer.records.prompt_db import PromptDB, PromptDBError
+from trainer.records.prompt_db import BEST_JSON, BEST_TXT, PromptDB, PromptDBError
 from trainer.records.schema import SCHEMA_VERSION
 
 RUN = "run-2025-01-01T00:00:00"  # colons on purpose: "RUN:LABEL" refs must cope
@@ -609,22 +610,35 @@ def test_unscored_evaluations_are_kept_without_a_number(pm: PromptDB) -> None:
         pm.record_unscored(pid, "val", 16, "")
 
 
-def test_a_version_1_file_is_migrated_keeping_everything(db_path: Path) -> None:
+def _downgrade(db_path: Path, version: int) -> None:
+    """Make a current file what a trainer of ``version`` left behind."""
+    conn = _raw(db_path)
+    for column in ("instruction", "demos_json", "change"):  # version 2 had no demonstrations
+        conn.execute(f"ALTER TABLE prompts DROP COLUMN {column}")
+    if version == 1:  # and version 1 no unscored evaluations
+        conn.execute("DROP TABLE unscored_evaluations")
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_file_is_migrated_keeping_everything(db_path: Path, version: int) -> None:
     with PromptDB(db_path) as pm:
         pm.start_run(RUN, "apo", {})
         pid = pm.add_prompt(RUN, "v0", "p", parent_id=None, round=0)
         pm.record_evaluation(pid, "val", 0.5, 4)
-    conn = _raw(db_path)  # what a version-1 trainer left: no unscored_evaluations table
-    conn.execute("DROP TABLE unscored_evaluations")
-    conn.execute("PRAGMA user_version = 1")
-    conn.close()
+    _downgrade(db_path, version)
 
     with PromptDB(db_path) as pm:
-        assert (pm.get(pid).val_score, pm.get(pid).val_n) == (0.5, 4)
+        record = pm.get(pid)
+        assert (record.val_score, record.val_n) == (0.5, 4)
+        assert (record.instruction, record.demos, record.change) == ("p", (), None)  # it was all instruction
         pm.record_unscored(pid, "val", 4, "0 of 4 rollouts gave an answer")
         assert len(pm.unscored(pid)) == 1
+        child = pm.add_prompt(RUN, "v1", "q", parent_id=pid, round=1, change="instruction")
+        assert pm.get(child).change == "instruction"
     conn = _raw(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
 
 
@@ -638,3 +652,28 @@ def test_newer_schema_version_is_refused(db_path: Path) -> None:
     with pytest.raises(PromptDBError, match="newer") as excinfo:
         PromptDB(db_path)
     assert str(db_path) in str(excinfo.value)
+
+
+# -- demonstrations ------------------------------------------------------------------------------
+
+
+def test_a_prompt_keeps_its_instruction_and_demonstrations_apart(db_path: Path) -> None:
+    demos = (Demo("p1", "What is 1 + 1?", "1 + 1 = 2. The answer is 2.", "gold"),
+             Demo("p2", "What is {2} + 2?", "The answer is 4.", "bootstrapped"))  # fmt: skip
+    seed, child = Prompt("Solve."), Prompt("Solve.", demos)
+    with PromptDB(db_path) as pm:
+        pm.start_run(RUN, "apo", {})
+        sid = pm.add_prompt(RUN, "v0", seed.render(), parent_id=None, round=0, prompt=seed, change="seed")
+        cid = pm.add_prompt(RUN, "v1", child.render(), parent_id=sid, round=1, prompt=child, change="examples")
+        with pytest.raises(ValueError, match="do not render"):
+            pm.add_prompt(RUN, "v2", "something else", parent_id=sid, round=1, prompt=child)
+        pm.record_evaluation(cid, "val", 0.75, 8)
+        pm.mark_best(RUN, cid)
+        record = pm.get(cid)
+        assert (record.instruction, record.demos, record.change) == ("Solve.", demos, "examples")
+        assert record.prompt == child and record.template == child.render()
+        pm.export_best(RUN, db_path.parent)
+    meta = json.loads((db_path.parent / BEST_JSON).read_text())
+    assert (db_path.parent / BEST_TXT).read_text() == child.render()  # the one text to ship
+    assert meta["instruction"] == "Solve." and meta["change"] == "examples"
+    assert meta["demonstrations"] == [d.to_json() for d in demos]

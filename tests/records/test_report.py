@@ -109,6 +109,9 @@ def _record(i: int, rnd: int, status: str, score: float | None) -> PromptRecord:
         created_at="2025-01-01T00:00:00+00:00",
         updated_at="2025-01-01T00:00:00+00:00",
         is_best=False,
+        instruction=f"prompt {i}",
+        demos=(),
+        change="seed" if rnd == 0 else "instruction",
     )
 
 

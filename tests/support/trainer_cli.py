@@ -21,8 +21,10 @@ TINY = [
     "--iterations", "1", "--beam-width", "1", "--branch-factor", "2",
     "--train-size", "4", "--gradient-batch-size", "2",
     "--val-size", "6", "--val-batch-size", "6", "--test-size", "6",
-    "--runners", "2", "--seed", "11",
+    "--runners", "2", "--seed", "11", "--demos", "0",
 ]  # fmt: skip
+# Plain APO (instruction edits only): the tests built on TINY script what each edit branch does;
+# demonstrations have tests of their own (tests/training/test_demonstrations.py).
 
 # The scripted model's three roles, told apart by model name (trainer.testing.route).
 AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"

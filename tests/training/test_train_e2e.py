@@ -48,7 +48,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterato
     optimizer = ScriptedOptimizer("- End with: The answer is <number>.", prompt_rewrites())
     with ScriptedLLM(route(agent=wrong_agent([]), optimizer=optimizer, optimizer_models=("critic",))) as fake:
         result = run_trainer(
-            ["train", *TINY, "--output", str(out), "--store-url", store_url],
+            # Demonstrations on (TINY turns them off): one branch edits, the other draws examples.
+            ["train", *TINY, "--demos", "2", "--output", str(out), "--store-url", store_url],
             cwd=out,
             OPTIMIZER_BASE_URL=fake.base_url,
             GRADIENT_MODEL="critic",
@@ -120,6 +121,11 @@ def test_prompt_db_holds_seed_and_scored_candidates(trained: dict[str, Any]) -> 
     assert sum(1 for p in records if p.is_best) == 1
     assert run.status == "completed"
     assert summary["candidates"] == len(candidates)
+    # One branch asked the optimizer for an instruction edit, the other drew two gold examples.
+    assert sorted(str(p.change) for p in candidates) == ["examples", "instruction"]
+    drawn = next(p for p in candidates if p.change == "examples")
+    assert len(drawn.demos) == 2 and drawn.instruction == seed[0].instruction
+    assert summary["demonstrations"]["candidates_by_change"] == {"examples": 1, "instruction": 1}
     assert summary["candidates_rejected"] == sum(1 for p in candidates if p.status == "rejected")
 
 

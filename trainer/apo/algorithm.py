@@ -8,7 +8,10 @@ Stock APO keeps everything in memory, has no hooks, and dies on the first failed
   (the prompt DB is one, so a killed run loses nothing already scored);
 - apply the candidate guard before any rollout is spent on a candidate (rejected candidates score
   0, never enter the beam, and the reason is reported);
-- turn a failed critique or edit into the loss of that branch only.
+- turn a failed critique or edit into the loss of that branch only;
+- with demonstrations, keep each prompt's instruction and examples apart: some branches draw a
+  new example set (or pair the best instruction with the best set) instead of an edit, an edit
+  rewrites the instruction only, and rewarded train rollouts feed the pool (trainer.apo.demos).
 
 The APO internals it overrides are private to Agent Lightning 0.3.0; ``tests/apo`` pins them.
 """
@@ -25,7 +28,9 @@ import agentlightning as agl
 import aiohttp
 from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, VersionedPromptTemplate
 
+from trainer.agent.prompt import Prompt, change_of
 from trainer.agent.template import TEMPLATE_ENGINE
+from trainer.apo.demos import ExampleSearch
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.apo.observer import APOObserver
 from trainer.apo.optimizer_llm import optimizer_role
@@ -60,9 +65,16 @@ class TrackedAPO(APO[Problem]):
         run_id: str,
         store_url: str | None = None,
         max_endpoint_failures: int = 8,
+        seed: Prompt | None = None,
+        examples: ExampleSearch | None = None,
         **apo_kwargs: Any,
     ) -> None:
         super().__init__(client, **apo_kwargs)
+        self.seed = seed
+        self.examples = examples
+        self._parts: dict[str, Prompt] = {}  # label -> its instruction and demonstrations
+        self._pending: dict[str, Prompt] = {}  # rendered candidate -> its parts, until APO versions it
+        self._branch = 0  # branches started in this round
         self.observer = observer
         self.guard = guard
         self._rejected: set[str] = set()
@@ -100,22 +112,29 @@ class TrackedAPO(APO[Problem]):
         versioned = super()._create_versioned_prompt(prompt_template, score=score)
         template = prompt_template.template
         parent = self._parent
+        parts = self._pending.pop(template, None) or self._seed_or_plain(template, first=parent is None)
+        parent_parts = self._parts.get(parent.version) if parent is not None else None
         reason = None
-        if parent is not None and self.guard is not None:
-            reason = rejection_reason(
-                template, parent=parent.prompt_template.template, seen=self._templates, limits=self.guard
-            )
+        if parent_parts is not None and self.guard is not None:
+            reason = rejection_reason(parts, parent=parent_parts, seen=self._templates, limits=self.guard)
         self._created_in[versioned.version] = self._round
         self._prompts[versioned.version] = versioned
+        self._parts[versioned.version] = parts
         self._templates.append(template)
         self.observer.prompt_created(
-            versioned.version, template, parent=parent.version if parent else None, round_number=self._round
-        )
+            versioned.version, parts, parent=parent.version if parent else None, round_number=self._round,
+            change=change_of(parts, parent_parts),
+        )  # fmt: skip
         if reason is not None:
             self._rejected.add(versioned.version)
             self.observer.prompt_rejected(versioned.version, reason, round_number=self._round)
             logger.info("candidate %s rejected before evaluation: %s", versioned.version, reason)
         return versioned
+
+    def _seed_or_plain(self, template: str, *, first: bool) -> Prompt:
+        if first and self.seed is not None and self.seed.render() == template:
+            return self.seed
+        return Prompt(template)
 
     # --- optimizer calls -----------------------------------------------------------------------
     async def compute_textual_gradient(
@@ -136,10 +155,24 @@ class TrackedAPO(APO[Problem]):
         prefix: str | None = None,
     ) -> str | None:
         self._parent = current_prompt
+        parts = self._parts.get(current_prompt.version, Prompt(current_prompt.prompt_template.template))
+        branches = self.beam_width * self.branch_factor
+        kind = self.examples.branch_kind(branches, self._round, self._branch) if self.examples else "instruction"
+        self._branch += 1
+        if kind != "instruction" and self.examples is not None:
+            drawn = self._example_candidate(kind, parts)
+            if drawn is not None:
+                return drawn
+            logger.info("no demonstrations to draw yet: %s gets an instruction edit instead", current_prompt.version)
+        # The optimizer rewrites the instruction only; the parent's demonstrations stay as they are.
+        shown = VersionedPromptTemplate(
+            current_prompt.version, agl.PromptTemplate(template=parts.instruction, engine=TEMPLATE_ENGINE),
+            current_prompt.score,
+        )  # fmt: skip
         try:
             # The critique call is tagged inside compute_textual_gradient; what remains is the edit.
             with optimizer_role("edit"):
-                new_prompt = await super().textual_gradient_and_apply_edit(current_prompt, rollout, prefix=prefix)
+                new_prompt = await super().textual_gradient_and_apply_edit(shown, rollout, prefix=prefix)
         except Exception as exc:
             # One failed critique/edit (context overflow, endpoint down after retries) costs this
             # branch, not the run: APO skips a branch whose edit is empty.
@@ -151,11 +184,30 @@ class TrackedAPO(APO[Problem]):
                 str(exc)[:300],
             )
             return None
-        if new_prompt is None or not new_prompt.strip():
-            # APO would silently skip it; record it so the DB shows what the optimizer did.
+        if new_prompt is None or not new_prompt.strip():  # APO would skip it silently; the DB shows it
             self._create_versioned_prompt(agl.PromptTemplate(template=new_prompt or "", engine=TEMPLATE_ENGINE))
             return None
-        return new_prompt
+        return self._propose(parts.with_instruction(new_prompt))
+
+    def _example_candidate(self, kind: str, parts: Prompt) -> str | None:
+        """A branch that changes the examples: a new set for ``parts``, or the best instruction x best set."""
+        assert self.examples is not None
+        if kind == "combine":
+            scored = [label for label in self._scores if label not in self._rejected]  # creation order breaks ties
+            ranked = sorted(scored, key=lambda label: -self._scores[label].value)
+            combined = self.examples.combination([self._parts[label] for label in ranked], self._templates)
+            if combined is not None:
+                owner = next(label for label in ranked if self._parts[label].instruction == combined.instruction)
+                self._parent = self._prompts[owner]  # lineage follows the instruction
+                return self._propose(combined)
+        drawn = self.examples.examples_for(parts)
+        return None if drawn is None else self._propose(drawn)
+
+    def _propose(self, prompt: Prompt) -> str:
+        """The rendered candidate APO versions next; its parts wait for _create_versioned_prompt."""
+        rendered = prompt.render()
+        self._pending[rendered] = prompt
+        return rendered
 
     # --- evaluation ----------------------------------------------------------------------------
     async def get_rollout_results(
@@ -184,6 +236,7 @@ class TrackedAPO(APO[Problem]):
         self, beam: list[VersionedPromptTemplate], round_num: int
     ) -> list[tuple[int, VersionedPromptTemplate]]:
         self._round = round_num + 1
+        self._branch = 0
         self._round_started = time.monotonic()
         self.observer.round_started(self._round)
         return super()._sample_parent_prompts(beam, round_num)
@@ -209,6 +262,8 @@ class TrackedAPO(APO[Problem]):
             raise StoreLost(f"the store at STORE_URL={self._store_name} stopped answering ({exc!r}); "
                             "nothing it held back was scored") from exc  # fmt: skip
         self._watch.observe(results)
+        if mode == "train" and self.examples is not None:
+            self.examples.pool.harvest(results)
         batch = tally(results, planned=len(dataset))
         if mode != "val":
             return results, batch.score.value if batch.score else 0.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from trainer.agent.prompt import Change, Prompt
 from trainer.apo.scoring import ValScore
 
 
@@ -27,8 +28,11 @@ class APOObserver:
     def round_started(self, round_number: int) -> None:
         """A round begins (0 is the seed's evaluation, which starts implicitly)."""
 
-    def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
-        """APO made a prompt version: the seed (no parent) or an edited candidate."""
+    def prompt_created(
+        self, label: str, prompt: Prompt, *, parent: str | None, round_number: int, change: Change
+    ) -> None:
+        """APO made a prompt version: the seed (no parent) or a candidate; ``change`` says what it changed
+        (its instruction, its examples or both); ``prompt.render()`` is the template the agent gets."""
 
     def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
         """The candidate guard refused ``label`` before any rollout: it scores 0 and never enters the beam."""
@@ -70,9 +74,11 @@ class Observers(APOObserver):
         for observer in self.observers:
             observer.round_started(round_number)
 
-    def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
+    def prompt_created(
+        self, label: str, prompt: Prompt, *, parent: str | None, round_number: int, change: Change
+    ) -> None:
         for observer in self.observers:
-            observer.prompt_created(label, template, parent=parent, round_number=round_number)
+            observer.prompt_created(label, prompt, parent=parent, round_number=round_number, change=change)
 
     def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
         for observer in self.observers:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, cast
 
+from trainer.agent.prompt import Change, Prompt
 from trainer.records.files import atomic_write_text
 from trainer.records.schema import (
     APPLICATION_ID,
@@ -96,8 +97,7 @@ class PromptDB(DurableDB):
         """Register a new run (status "running"). Run ids must be unique."""
         if not run_id:
             raise ValueError("run_id must be non-empty")
-        # default=str: configs routinely carry Paths/enums; a readable string
-        # beats refusing to record the run at all.
+        # default=str: configs carry Paths/enums; a readable string beats refusing to record the run.
         config_json = json.dumps(dict(config), sort_keys=True, default=str)
         with self._transaction() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
@@ -137,8 +137,11 @@ class PromptDB(DurableDB):
         round: int,
         status: PromptStatus = "candidate",
         reject_reason: str | None = None,
+        prompt: Prompt | None = None,
+        change: Change | None = None,
     ) -> int:
-        """Store a new prompt version and return its global id.
+        """Store a new prompt version and return its global id. ``template`` is the rendered prompt,
+        ``prompt`` its parts (None: the template is the instruction), ``change`` what it changed.
 
         Only "candidate" or "rejected" (with a reason) are accepted here: a
         "scored" status must come from :meth:`record_evaluation` so that the
@@ -158,6 +161,10 @@ class PromptDB(DurableDB):
             val_score = None
         else:
             raise ValueError(f"add_prompt accepts status 'candidate' or 'rejected', got {status!r}")
+        if prompt is not None and prompt.render() != template:
+            raise ValueError(f"prompt {label!r}: its instruction and demonstrations do not render to its template")
+        parts = prompt or Prompt(template)
+        demos_json = json.dumps([demo.to_json() for demo in parts.demos], ensure_ascii=False)
         now = _utcnow()
         with self._transaction() as conn:
             self._require_run(conn, run_id)
@@ -165,11 +172,13 @@ class PromptDB(DurableDB):
                 self._fetch_prompt(conn, parent_id)
             if conn.execute("SELECT 1 FROM prompts WHERE run_id = ? AND label = ?", (run_id, label)).fetchone():
                 raise PromptDBError(f"run {run_id!r} already has a prompt labelled {label!r}")
+            values = (run_id, label, template, parent_id, round, status, reject_reason, val_score, now, now,
+                      parts.instruction, demos_json, change)  # fmt: skip
             cur = conn.execute(
                 "INSERT INTO prompts (run_id, label, template, parent_id, round, status, reject_reason,"
-                " val_score, val_n, created_at, updated_at, is_best)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0)",
-                (run_id, label, template, parent_id, round, status, reject_reason, val_score, now, now),
+                " val_score, val_n, created_at, updated_at, is_best, instruction, demos_json, change)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, ?, ?, ?)",
+                values,
             )
             prompt_id = cur.lastrowid
         assert prompt_id is not None  # always set after a successful INSERT
@@ -373,14 +382,13 @@ class PromptDB(DurableDB):
     # -- export ------------------------------------------------------------
 
     def export_best(self, run_id: str | None, out_dir: Path) -> PromptRecord:
-        """Write ``best_prompt.txt`` (the template verbatim) and
-        ``best_prompt.json`` (its metadata) into ``out_dir``, each atomically.
+        """Write ``best_prompt.txt`` (the template verbatim: the text to ship) and ``best_prompt.json``
+        (its metadata, instruction and demonstrations) into ``out_dir``, each atomically.
 
         The .txt is written first and the .json carries its SHA-256, so a crash
         between the two files is detectable (hash mismatch) rather than silent.
         """
-        # One snapshot so the lineage matches the prompt even if another
-        # process writes in between.
+        # One snapshot so the lineage matches the prompt even if another process writes in between.
         with self._snapshot():
             best = self.best(run_id)
             if best is None:
@@ -398,6 +406,9 @@ class PromptDB(DurableDB):
             "created_at": best.created_at,
             "exported_at": _utcnow(),
             "lineage_ids": lineage_ids,
+            "change": best.change,
+            "instruction": best.instruction,
+            "demonstrations": [demo.to_json() for demo in best.demos],
             "template_file": BEST_TXT,
             "template_sha256": hashlib.sha256(best.template.encode("utf-8")).hexdigest(),
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainer.agent.prompt import Change, Prompt
 from trainer.apo.observer import APOObserver
 from trainer.apo.scoring import ValScore
 from trainer.records.prompt_db import VAL_SPLIT, PromptDB
@@ -26,9 +27,13 @@ class PromptRecorder(APOObserver):
     def prompt_id(self, label: str) -> int:
         return self._ids[label]
 
-    def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
+    def prompt_created(
+        self, label: str, prompt: Prompt, *, parent: str | None, round_number: int, change: Change
+    ) -> None:
         parent_id = self._ids.get(parent) if parent is not None else None
-        self._ids[label] = self.db.add_prompt(self.run_id, label, template, parent_id=parent_id, round=round_number)
+        self._ids[label] = self.db.add_prompt(
+            self.run_id, label, prompt.render(), parent_id=parent_id, round=round_number, prompt=prompt, change=change
+        )
 
     def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
         self.db.reject(self._ids[label], reason)

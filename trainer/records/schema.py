@@ -13,7 +13,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-SCHEMA_VERSION: Final = 2
+from trainer.agent.prompt import Demo, Prompt
+
+SCHEMA_VERSION: Final = 3
 # "APO1": lets us tell our own file apart from some other SQLite database that
 # happens to sit at the same path (both would otherwise have user_version 0).
 APPLICATION_ID: Final = 0x41504F31
@@ -44,6 +46,9 @@ CREATE TABLE prompts (
     created_at    TEXT NOT NULL,                            -- ISO-8601 UTC
     updated_at    TEXT NOT NULL,
     is_best       INTEGER NOT NULL DEFAULT 0 CHECK (is_best IN (0, 1)),
+    instruction   TEXT,                                     -- the instruction part (NULL: all of template)
+    demos_json    TEXT NOT NULL DEFAULT '[]',               -- its demonstrations, JSON, in order
+    change        TEXT,                                     -- vs its parent: seed, instruction, examples, both
     UNIQUE (run_id, label),
     CHECK (status <> 'candidate'
            OR (val_score IS NULL AND val_n IS NULL AND reject_reason IS NULL)),
@@ -82,13 +87,19 @@ PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
-# Version 1 had no unscored evaluations (and kept the largest evaluation as val_score, not the pool).
+# Version 1 had no unscored evaluations (and kept the largest evaluation as val_score, not the pool);
+# version 2 had no demonstrations (a prompt was its instruction).
 _UNSCORED_AT: Final = SCHEMA.index("CREATE TABLE unscored_evaluations")
-MIGRATIONS: Final = {1: SCHEMA[_UNSCORED_AT : SCHEMA.index(");", _UNSCORED_AT) + 2]}
+MIGRATIONS: Final = {
+    1: SCHEMA[_UNSCORED_AT : SCHEMA.index(");", _UNSCORED_AT) + 2],
+    2: "ALTER TABLE prompts ADD COLUMN instruction TEXT;"
+    " ALTER TABLE prompts ADD COLUMN demos_json TEXT NOT NULL DEFAULT '[]';"
+    " ALTER TABLE prompts ADD COLUMN change TEXT;",
+}
 
 PROMPT_COLUMNS: Final = (
     "id, run_id, label, template, parent_id, round, status, reject_reason, "
-    "val_score, val_n, created_at, updated_at, is_best"
+    "val_score, val_n, created_at, updated_at, is_best, instruction, demos_json, change"
 )
 RUN_COLUMNS: Final = "run_id, started_at, finished_at, algorithm, config_json, status"
 # Ties between runs started in the same microsecond fall back to insertion order.
@@ -124,6 +135,13 @@ class PromptRecord:
     created_at: str
     updated_at: str
     is_best: bool
+    instruction: str
+    demos: tuple[Demo, ...]
+    change: str | None
+
+    @property
+    def prompt(self) -> Prompt:
+        return Prompt(self.instruction, self.demos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +169,17 @@ def prompt_from_row(row: sqlite3.Row) -> PromptRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         is_best=bool(row["is_best"]),
+        instruction=row["template"] if row["instruction"] is None else row["instruction"],
+        demos=_demos(row),
+        change=row["change"],
     )
+
+
+def _demos(row: sqlite3.Row) -> tuple[Demo, ...]:
+    try:
+        return tuple(Demo.from_json(item) for item in json.loads(row["demos_json"]))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"prompt #{row['id']} has unreadable demonstrations: {exc}") from None
 
 
 def run_from_row(row: sqlite3.Row) -> RunRecord:

@@ -105,6 +105,31 @@ class SplitSizes(_Model):
     test: int
 
 
+class DemoShown(_Model):
+    """One demonstration of the best prompt: which train problem, from which source."""
+
+    problem_id: str
+    source: str
+    question: str
+
+
+class Demonstrations(_Model):
+    """What the examples lever did: the best prompt's set, the pool, what candidates changed."""
+
+    per_prompt: int  # DEMOS
+    source: str  # DEMO_SOURCE
+    pool: dict[str, int]  # demonstrations available at the end, by source
+    best: list[DemoShown]
+    candidates_by_change: dict[str, int]  # instruction, examples, both
+
+
+class TestProblems(_Model):
+    """Best vs seed per held-out test problem (both answered): ids where only one was right."""
+
+    wins: list[str] = Field(default_factory=list)  # best right, seed wrong
+    losses: list[str] = Field(default_factory=list)  # seed right, best wrong
+
+
 class Summary(_Model):
     """Everything ``summary.json`` holds."""
 
@@ -143,6 +168,9 @@ class Summary(_Model):
     best_prompt_file: str
     prompt_db: str
     reward_curve: str
+    # Defaults, so that summaries written before demonstrations existed load.
+    demonstrations: Demonstrations | None = None  # None: plain APO (DEMOS=0)
+    test_problems: TestProblems = Field(default_factory=TestProblems)
 
     @classmethod
     def load(cls, path: Path) -> Summary:
@@ -157,6 +185,13 @@ def write_summary(out_dir: Path, summary: Summary) -> Path:
 
 def _fmt(score: ScoreSummary | None) -> str:
     return "-" if score is None else str(score)
+
+
+def _ids(ids: Sequence[str], shown: int = 8) -> str:
+    if not ids:
+        return ""
+    more = f", +{len(ids) - shown}" if len(ids) > shown else ""
+    return "(" + ", ".join(ids[:shown]) + more + ")"
 
 
 def print_summary(summary: Summary, console: Console) -> None:
@@ -176,6 +211,13 @@ def print_summary(summary: Summary, console: Console) -> None:
         first = summary.ledger_skipped.lines[0] if summary.ledger_skipped.lines else ""
         facts.add_row("ledger lines skipped", escape(f"{summary.ledger_skipped.count} (not counted; first: {first})"))
     facts.add_row("candidates", f"{summary.candidates} ({summary.candidates_rejected} rejected by the guard)")
+    if (demos := summary.demonstrations) is not None:
+        changed = ", ".join(f"{k}: {v}" for k, v in sorted(demos.candidates_by_change.items()))
+        facts.add_row("candidates changed", changed or "-")
+        shown = ", ".join(f"{d.problem_id} ({d.source})" for d in demos.best) or "none"
+        facts.add_row("best's demonstrations", escape(shown))
+    wins, losses = summary.test_problems.wins, summary.test_problems.losses
+    facts.add_row("test, best vs seed", escape(f"{len(wins)} won {_ids(wins)}, {len(losses)} lost {_ids(losses)}"))
     facts.add_row("LLM tokens", f"{summary.llm_tokens:,}")
     facts.add_row("wall time", f"{summary.wall_seconds:.0f} s")
     facts.add_row("best prompt file", summary.best_prompt_file)

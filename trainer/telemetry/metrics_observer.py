@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainer.agent.prompt import Change, Prompt
 from trainer.apo.observer import APOObserver
 from trainer.apo.scoring import ValScore
 from trainer.telemetry.metrics import TrainerMetrics
@@ -14,7 +15,9 @@ class MetricsObserver(APOObserver):
         self.metrics = metrics
         self._seed: str | None = None
 
-    def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
+    def prompt_created(
+        self, label: str, prompt: Prompt, *, parent: str | None, round_number: int, change: Change
+    ) -> None:
         if parent is None:
             self._seed = label
 

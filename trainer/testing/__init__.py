@@ -3,7 +3,8 @@
 The LLM is an outside service users bring. Tests, benchmarks, and anyone who wants to try the
 pipeline with no model at all need something that behaves like one: an HTTP server with real
 status codes, ``usage`` and latency (:class:`ScriptedLLM`), answering as a scripted agent
-(:func:`perfect_agent`, :func:`wrong_agent`, :func:`agent_when`) and a scripted APO optimizer
+(:func:`perfect_agent`, :func:`wrong_agent`, :func:`agent_when`, right only with a worked example
+of the same kind: :func:`prompt_shows_kind`) and a scripted APO optimizer
 (:class:`ScriptedOptimizer`), on one port (:func:`route`), with outages on demand
 (:func:`failing`, :func:`dropping`). ``python -m trainer.testing serve`` runs one for the dataset
 the settings describe.
@@ -33,6 +34,7 @@ from trainer.testing.behaviours import (
     perfect_agent,
     prompt_contains,
     prompt_rewrites,
+    prompt_shows_kind,
     route,
     wrong_agent,
     wrong_number,
@@ -96,6 +98,7 @@ __all__ = [
     "perfect_agent",
     "prompt_contains",
     "prompt_rewrites",
+    "prompt_shows_kind",
     "route",
     "wrong_agent",
     "wrong_number",

@@ -163,6 +163,28 @@ def prompt_contains(*phrases: str) -> Callable[[str, str], bool]:
     return lambda system, question: any(p in system.lower() for p in wanted)
 
 
+def prompt_shows_kind(tasks: Iterable[Mapping[str, Any]]) -> Callable[[str, str], bool]:
+    """A predicate for :func:`agent_when`: the system prompt holds a worked example of the asked
+    question's kind, i.e. another question of that ``kind`` among ``tasks`` (its own does not count).
+
+    An environment where demonstrations provably matter: no instruction, however it is worded,
+    makes such an agent right; the right examples do.
+    """
+    kind_of = {_normalize(str(t["question"])): str(t.get("kind", "")) for t in tasks}
+    by_kind: dict[str, list[str]] = {}
+    for question, kind in kind_of.items():
+        by_kind.setdefault(kind, []).append(question)
+
+    def shows(system: str, question: str) -> bool:
+        asked = _normalize(question)
+        if asked not in kind_of:
+            return False
+        shown = _normalize(system)
+        return any(other != asked and other in shown for other in by_kind[kind_of[asked]])
+
+    return shows
+
+
 # --------------------------------------------------------------------------------------------------
 # Optimizer
 # --------------------------------------------------------------------------------------------------

@@ -6,16 +6,31 @@ from what the training believed along the way, so it says what the files say.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from trainer.apo.demos import ExampleSearch
 from trainer.apo.optimizer_llm import UsageLedger
 from trainer.config import Settings
 from trainer.data.splits import Splits
 from trainer.records.ledger import Ledger
 from trainer.records.prompt_db import BEST_TXT, PromptDB, PromptRecord
 from trainer.records.recorder import PromptRecorder
-from trainer.records.summary import Summary
+from trainer.records.summary import (
+    Demonstrations,
+    DemoShown,
+    LedgerSkips,
+    Models,
+    PairedSummary,
+    ScoreSummary,
+    SpanReads,
+    SplitSizes,
+    Summary,
+    TestProblems,
+    Tokens,
+)
 from trainer.serving.endpoints import Endpoints
+from trainer.task import Problem
 from trainer.training.evaluation import TestResults
 from trainer.training.progress import ProgressState
 
@@ -44,11 +59,11 @@ def build_summary(
     *,
     wall_seconds: float,
     expected_rollouts: int,
+    examples: ExampleSearch | None = None,
 ) -> Summary:
     """Everything the run found, from its records: prompt DB, ledger, test results and counters."""
     from trainer.records.report import CURVE_FILE
     from trainer.records.stats import paired, wilson
-    from trainer.records.summary import LedgerSkips, Models, PairedSummary, ScoreSummary, SpanReads, SplitSizes, Tokens
     from trainer.training.evaluation import answered_pairs
 
     def val_score(record: PromptRecord) -> ScoreSummary | None:
@@ -108,4 +123,32 @@ def build_summary(
         best_prompt_file=str(out / BEST_TXT),
         prompt_db=str(settings.prompt_db_path),
         reward_curve=str(out / CURVE_FILE),
+        demonstrations=demonstrations(settings, best, progress, examples),
+        test_problems=TestProblems(**per_problem(splits.test, results)),
     )
+
+
+def demonstrations(
+    settings: Settings, best: PromptRecord, progress: ProgressState, examples: ExampleSearch | None
+) -> Demonstrations | None:
+    """The examples lever's part of the summary; None for plain APO."""
+    if examples is None:
+        return None
+    return Demonstrations(
+        per_prompt=settings.demos,
+        source=settings.demo_source,
+        pool={source: examples.pool.count(source) for source in examples.pool.sources},
+        best=[DemoShown(problem_id=d.problem_id, source=d.source, question=d.question) for d in best.demos],
+        candidates_by_change=progress.candidate_changes,
+    )
+
+
+def per_problem(tasks: Sequence[Problem], results: TestResults) -> dict[str, list[str]]:
+    """Test problems the best prompt won (it was right, the seed wrong) and lost, both answered."""
+    wins: list[str] = []
+    losses: list[str] = []
+    for task, seed, best in zip(tasks, results.seed_eval.correct, results.best_eval.correct, strict=True):
+        if seed is None or best is None or seed == best:
+            continue
+        (wins if best else losses).append(task["id"])
+    return {"wins": wins, "losses": losses}

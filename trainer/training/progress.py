@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from trainer.agent.prompt import Change, Prompt
 from trainer.apo.observer import APOObserver
 from trainer.apo.scoring import ValScore
 
@@ -37,6 +38,7 @@ class ProgressState:
     seed_label: str | None = None  # the prompt with no parent
     seed_score: float | None = None  # its pooled val score, as every other view shows it
     candidates: int = 0
+    candidate_changes: dict[str, int] = field(default_factory=dict)  # what they changed: instruction, examples, both
     rejected: int = 0
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     failed_branches: int = 0
@@ -72,12 +74,16 @@ class Progress(APOObserver):
     def round_started(self, round_number: int) -> None:
         self._update(round=round_number)
 
-    def prompt_created(self, label: str, template: str, *, parent: str | None, round_number: int) -> None:
+    def prompt_created(
+        self, label: str, prompt: Prompt, *, parent: str | None, round_number: int, change: Change
+    ) -> None:
         with self._lock:
             if parent is None:
                 self._state = replace(self._state, seed_label=label)
             else:
-                self._state = replace(self._state, candidates=self._state.candidates + 1)
+                changes = dict(self._state.candidate_changes)
+                changes[change] = changes.get(change, 0) + 1
+                self._state = replace(self._state, candidates=self._state.candidates + 1, candidate_changes=changes)
 
     def prompt_rejected(self, label: str, reason: str, *, round_number: int) -> None:
         kind = reason.split(":")[0]

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from trainer.agent.prompt import Prompt
 from trainer.agent.solve import RolloutConfig
 from trainer.agent.template import TemplateError, check_template
+from trainer.apo.demos import DemoPool, ExampleSearch, gold_demos
 from trainer.apo.guard import GuardLimits
 from trainer.apo.observer import APOObserver
 from trainer.apo.optimizer_llm import UsageLedger
@@ -49,10 +51,14 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def seed_prompt_for(settings: Settings, task: Task) -> tuple[str, str]:
-    """The prompt APO starts from and where it came from; raises ConfigError if unusable."""
+def seed_prompt_for(settings: Settings, task: Task) -> tuple[Prompt, str]:
+    """The prompt APO starts from and where it came from; raises ConfigError if unusable.
+
+    ``--resume`` from a prompt DB keeps the best prompt's instruction and demonstrations apart; from
+    a bare ``best_prompt.txt`` the whole text is the instruction.
+    """
     source = "SEED_PROMPT" if settings.seed_prompt else f"the {task.name} task's seed prompt"
-    text = settings.load_seed_prompt(task.seed_prompt)
+    seed = Prompt(settings.load_seed_prompt(task.seed_prompt))
     if settings.seed_prompt_file is not None:
         source = f"SEED_PROMPT_FILE ({settings.seed_prompt_file})"
     if settings.resume:
@@ -62,18 +68,18 @@ def seed_prompt_for(settings: Settings, task: Task) -> tuple[str, str]:
             with PromptDB(db_path) as prompts:
                 best = prompts.best()
             if best is not None:
-                text, source = best.template, f"--resume: best prompt #{best.id} of run {best.run_id}"
+                seed, source = best.prompt, f"--resume: best prompt #{best.id} of run {best.run_id}"
         elif best_file.exists():
-            text, source = best_file.read_text(encoding="utf-8"), f"--resume: {best_file}"
+            seed, source = Prompt(best_file.read_text(encoding="utf-8")), f"--resume: {best_file}"
         else:
             raise ConfigError(
                 f"--resume: no saved prompt in {settings.output_dir} (neither {db_path.name} nor {BEST_TXT})"
             )
     try:
-        check_template(text, task.template_fields)
+        check_template(seed.render(), task.template_fields)
     except TemplateError as exc:
         raise ConfigError(f"seed prompt from {source} is not a valid template: {exc}") from None
-    return text, source
+    return seed, source
 
 
 def for_run(tasks: list[Problem], run_id: str, ledger: Ledger) -> list[Problem]:
@@ -89,20 +95,26 @@ class Preparation:
 
     task: Task
     splits: Splits
-    seed_prompt: str
+    seed: Prompt
     seed_source: str
+
+    @property
+    def seed_prompt(self) -> str:
+        """The seed as the agent gets it (demonstrations rendered in)."""
+        return self.seed.render()
 
 
 def prepare(settings: Settings) -> Preparation:
     """Every check that needs no model: settings, dataset, seed prompt, store; raises naming the culprit."""
     settings.check_training_batches()
+    settings.check_search()
     settings.check_execution()
     task = load_task(settings.task)
     splits = splits_for(task, settings)
-    seed_prompt, source = seed_prompt_for(settings, task)
+    seed, source = seed_prompt_for(settings, task)
     if settings.store_url:
         check_store(settings.store_url)
-    return Preparation(task, splits, seed_prompt, source)
+    return Preparation(task, splits, seed, source)
 
 
 def dry_run(settings: Settings) -> dict[str, Any]:
@@ -128,7 +140,17 @@ def dry_run(settings: Settings) -> dict[str, Any]:
         "runners": settings.runners or "0 (rollouts left to `apo-trainer runner` processes)",
         **expected_rollouts(settings, splits),
         "seed_prompt_chars": len(prep.seed_prompt),
+        "demonstrations": demo_plan(settings, splits),
     }
+
+
+def demo_plan(settings: Settings, splits: Splits) -> str:
+    """How many examples each prompt shows and what the pool holds before training."""
+    if settings.demos == 0 or settings.algorithm == "baseline":
+        return "none (plain APO: instruction edits only)"
+    gold = len(gold_demos(splits.train)) if settings.demo_source != "bootstrapped" else 0
+    boot = "" if settings.demo_source == "gold" else ", plus train rollouts that earn reward 1"
+    return f"{settings.demos} per prompt from {settings.demo_source}: {gold} gold worked solutions in train{boot}"
 
 
 def rounds_of(settings: Settings) -> int:
@@ -137,7 +159,7 @@ def rounds_of(settings: Settings) -> int:
 
 def build_algorithm(
     settings: Settings,
-    task: Task,
+    prep: Preparation,
     endpoints: Endpoints,
     observer: APOObserver,
     usage: UsageLedger,
@@ -158,7 +180,12 @@ def build_algorithm(
     )
     guard = None
     if settings.candidate_guard:
-        guard = GuardLimits(settings.max_prompt_chars, settings.max_prompt_growth, template_fields=task.template_fields)
+        fields = prep.task.template_fields
+        guard = GuardLimits(settings.max_prompt_chars, settings.max_prompt_growth, template_fields=fields)
+    examples = None
+    if settings.demos > 0:
+        pool = DemoPool.for_splits(settings.demo_source, prep.splits.train, [*prep.splits.val, *prep.splits.test])
+        examples = ExampleSearch(pool, settings.demos, settings.seed, edits=settings.instruction_edits)
     return TrackedAPO(
         client,
         observer=observer,
@@ -166,6 +193,8 @@ def build_algorithm(
         run_id=run_id,
         store_url=settings.store_url,
         max_endpoint_failures=settings.max_endpoint_failures,
+        seed=prep.seed,
+        examples=examples,
         gradient_model=endpoints.gradient_model,
         apply_edit_model=endpoints.edit_model,
         diversity_temperature=settings.optimizer_temperature,
@@ -287,7 +316,7 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
         recorder = PromptRecorder(prompts, run_id, out)
         usage = UsageLedger()
         observer = Observers([recorder, progress, MetricsObserver(metrics)])
-        algorithm = build_algorithm(settings, prep.task, endpoints, observer, usage, metrics, run_id)
+        algorithm = build_algorithm(settings, prep, endpoints, observer, usage, metrics, run_id)
         rollout_config = RolloutConfig(model=endpoints.agent, task=prep.task, use_calculator=settings.use_calculator)
         if settings.otel_exporter_otlp_endpoint:
             logger.info("rollout spans go through the collector at %s", settings.otel_exporter_otlp_endpoint)
@@ -305,7 +334,7 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
             observe_test(metrics, results, endpoints.agent.model)
             summary = build_summary(
                 settings, run_id, prep.splits, endpoints, prompts, results, ledger, progress.snapshot(), usage,
-                wall_seconds=time.monotonic() - started, expected_rollouts=expected,
+                wall_seconds=time.monotonic() - started, expected_rollouts=expected, examples=algorithm.examples,
             )  # fmt: skip
             write_outputs(summary, recorder, prompts, out, ledger.path.parent)
             status = "completed"
