@@ -38,6 +38,10 @@ def _fields(**overrides: Any) -> dict[str, Any]:
         "splits": {"train": 40, "val": 16, "test": 30},
         "best_prompt_file": "outputs/best_prompt.txt", "prompt_db": "outputs/prompts.db",
         "reward_curve": "outputs/reward_curve.png",
+        "demonstrations": {"per_prompt": 3, "source": "both", "pool": {"bootstrapped": 2, "gold": 40},
+                           "best": [{"problem_id": "gen-7-3", "source": "gold", "question": "What is 2 + 2?"}],
+                           "candidates_by_change": {"instruction": 4, "examples": 2}},
+        "test_problems": {"wins": ["gen-7-60"], "losses": []},
     }  # fmt: skip
     return {**fields, **overrides}
 
@@ -54,6 +58,21 @@ def test_write_summary_writes_valid_json_in_schema_order(tmp_path: Path) -> None
     assert json.loads(text) == _fields(seed_val={**_fields()["seed_val"], "ci95": [0.1, 0.49]})
     assert list(json.loads(text)) == list(Summary.model_fields)  # key order kept for readers
     assert [p.name for p in tmp_path.iterdir()] == [SUMMARY_FILE]
+
+
+def test_a_summary_written_before_demonstrations_loads(tmp_path: Path) -> None:
+    old = {k: v for k, v in _fields().items() if k not in ("demonstrations", "test_problems")}
+    (tmp_path / SUMMARY_FILE).write_text(json.dumps(old))
+    loaded = Summary.load(tmp_path / SUMMARY_FILE)
+    assert loaded.demonstrations is None and loaded.test_problems.wins == loaded.test_problems.losses == []
+
+
+def test_the_table_names_the_best_prompts_demonstrations_and_test_wins() -> None:
+    console = Console(record=True, width=200)
+    print_summary(_summary(), console)
+    text = console.export_text()
+    assert "gen-7-3 (gold)" in text and "1 won (gen-7-60), 0 lost" in text
+    assert "examples: 2, instruction: 4" in text
 
 
 def test_a_written_summary_loads_back_equal(tmp_path: Path) -> None:
