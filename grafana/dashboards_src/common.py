@@ -245,6 +245,8 @@ def bargauge_panel(
     *,
     size: tuple[int, int],
     max_value: float | None = None,
+    decimals: int | None = None,
+    overrides: Sequence[Override] = (),
 ) -> bargauge.Panel:
     """Horizontal bars, one per series: totals and per-version scores."""
     panel = (
@@ -269,7 +271,13 @@ def bargauge_panel(
         .span(size[0])
         .height(size[1])
     )
-    return panel if max_value is None else panel.max(max_value)
+    if max_value is not None:
+        panel = panel.max(max_value)
+    if decimals is not None:
+        panel = panel.decimals(decimals)
+    for regexp, properties in overrides:
+        panel = panel.override_by_regexp(regexp, properties)
+    return panel
 
 
 def table_panel(title: str, description: str, *, size: tuple[int, int]) -> table.Panel:

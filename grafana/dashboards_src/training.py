@@ -20,6 +20,7 @@ from trainer.telemetry import metric_contract as mc
 from .common import (
     PROMETHEUS,
     RATE,
+    Override,
     PanelBuilder,
     bargauge_panel,
     dashboard,
@@ -36,6 +37,9 @@ from .common import (
 
 # Series colours of the rollout outcomes; a KeyError here means the contract gained an outcome.
 OUTCOME_COLORS = {"ok": "green", "llm_error": "red", "timeout": "orange", "bad_template": "purple"}
+# What a candidate changed against its parent, one colour each, the same in every panel (and as the
+# reward curve's markers, trainer/records/report.py). A KeyError: the contract gained a kind.
+CHANGE_COLORS = {"seed": "gray", "instruction": "blue", "examples": "orange", "both": "purple"}
 PERCENT = "percentunit"
 
 
@@ -114,12 +118,14 @@ def _reward() -> list[PanelBuilder]:
     return [
         timeseries_panel(
             "Val score: best so far, every candidate, seed",
-            "Best val score so far (line), each evaluated candidate's val score (points, labelled with its "
-            "version and round) and the seed prompt's score (dashed reference).",
+            "Best val score so far (line), each evaluated candidate's val score (points, labelled with what it "
+            "changed against its parent, its version and round; blue: the instruction, orange: the examples, "
+            "purple: both) and the seed prompt's score (dashed reference).",
             PERCENT,
             [
                 prom(mc.BEST_VAL_SCORE.name, "best so far"),
-                prom(candidates, "{{prompt_version}} (round {{round}})"),
+                # One query for every kind: a run without demonstrations still fills the panel.
+                prom(candidates, "{{change}}: {{prompt_version}} (round {{round}})"),
                 prom(mc.SEED_VAL_SCORE.name, "seed"),
             ],
             size=(16, 10),
@@ -127,7 +133,7 @@ def _reward() -> list[PanelBuilder]:
             legend_calcs=("lastNotNull",),
             overrides=[
                 ("^best so far$", [prop("custom.lineWidth", 3), fixed_color("green")]),
-                ("^seed$", [dashed(), fixed_color("gray")]),
+                ("^seed$", [dashed(), fixed_color(CHANGE_COLORS["seed"])]),
                 (
                     r".*\(round .*\)$",  # candidates: one point per evaluation, not a line
                     [
@@ -136,16 +142,10 @@ def _reward() -> list[PanelBuilder]:
                         prop("custom.showPoints", "always"),
                     ],
                 ),
+                *_change_colors(r"^{change}: .*\(round .*\)$"),
             ],
         ),
-        bargauge_panel(
-            "Candidate val scores by round",
-            "Every evaluated prompt version's val score, labelled round / version.",
-            PERCENT,
-            prom(candidates, "r{{round}} {{prompt_version}}", instant=True),
-            size=(8, 10),
-            max_value=1,
-        ),
+        _candidate_scores_by_round(candidates),
         _reward_heatmap(),
         bargauge_panel(
             "Mean val reward by prompt version",
@@ -157,10 +157,43 @@ def _reward() -> list[PanelBuilder]:
                 "{{prompt_version}}",
                 instant=True,
             ),
-            size=(12, 9),
+            size=(9, 9),
             max_value=1,
         ),
+        _candidates_by_change(),
     ]
+
+
+def _change_colors(pattern: str) -> list[Override]:
+    """A fixed colour per change kind for the series whose name matches ``pattern`` with ``{change}`` filled in."""
+    return [(pattern.format(change=change), [fixed_color(CHANGE_COLORS[change])]) for change in mc.CHANGE.values]
+
+
+def _candidate_scores_by_round(candidates: str) -> PanelBuilder:
+    return bargauge_panel(
+        "Candidate val scores by round",
+        "Every evaluated prompt version's val score, labelled round / version / what it changed against its "
+        "parent (colour: blue instruction, orange examples, purple both, gray the seed).",
+        PERCENT,
+        prom(candidates, "r{{round}} {{prompt_version}} {{change}}", instant=True),
+        size=(8, 10),
+        max_value=1,
+        overrides=_change_colors(r"^r\d+ \S+ {change}$"),
+    )
+
+
+def _candidates_by_change() -> PanelBuilder:
+    return bargauge_panel(
+        "Candidates by change",
+        "Candidates made so far (rejected ones too) by what they changed against their parent: the "
+        "instruction (an optimizer edit), the examples (a new demonstration set) or both (a combination: "
+        "the best instruction with the best examples).",
+        "short",
+        prom(f"sum by (change) ({mc.CANDIDATES_PROPOSED.name})", "{{change}}", instant=True),
+        size=(6, 9),
+        overrides=_change_colors("^{change}$"),
+        decimals=0,
+    )
 
 
 def _reward_heatmap() -> heatmap.Panel:
@@ -193,7 +226,7 @@ def _reward_heatmap() -> heatmap.Panel:
         .show_color_scale(False)
         .exemplars_color("rgba(255,0,255,0.7)")
         .filter_values(heatmap.FilterValueRange().le(1e-09))  # hide empty cells
-        .span(12)
+        .span(9)
         .height(9)
     )
 

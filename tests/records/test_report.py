@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import struct
 from collections.abc import Iterator, Sequence
@@ -15,8 +16,9 @@ from hypothesis import strategies as st
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
+from trainer.agent.prompt import Change
 from trainer.records.prompt_db import PromptDB, PromptRecord
-from trainer.records.report import CANDIDATE_COLOR, CURVE_FILE, curve_points, render_run_report
+from trainer.records.report import CHANGE_STYLES, CURVE_FILE, curve_points, render_run_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN = "20250101-000000-abcd"
@@ -68,6 +70,8 @@ def test_curve_points_from_a_real_db(db: PromptDB) -> None:
     points = curve_points(db.list(RUN))
     assert points["rounds"] == [0, 1, 2, 3]
     assert points["scores"] == [[0.25], [0.45, 0.0], [0.375, 0.75], [0.5]]
+    # Rows without a change (from before demonstrations): the seed, then instruction edits.
+    assert points["changes"] == [["seed"], ["instruction"] * 2, ["instruction"] * 2, ["instruction"]]
     assert points["best_so_far"] == [0.25, 0.45, 0.75, 0.75]
     assert points["seed"] == 0.25
 
@@ -80,7 +84,21 @@ def test_curve_points_of_the_other_run(db: PromptDB) -> None:
 
 
 def test_curve_points_of_nothing() -> None:
-    assert curve_points([]) == {"rounds": [], "scores": [], "best_so_far": [], "seed": None}
+    assert curve_points([]) == {"rounds": [], "scores": [], "changes": [], "best_so_far": [], "seed": None}
+
+
+def test_curve_points_carry_what_each_candidate_changed() -> None:
+    changes: list[Change | None] = [None, "examples", "instruction", "both", None, "examples"]
+    statuses = ["scored", "scored", "rejected", "scored", "candidate", "scored"]
+    records = [
+        dataclasses.replace(_record(i, min(i, 2), status, 0.5), change=change)
+        for i, (status, change) in enumerate(zip(statuses, changes, strict=True))
+    ]
+    points = curve_points(records)
+    assert points["rounds"] == [0, 1, 2]
+    assert points["scores"] == [[0.5], [0.5], [0.0, 0.5, 0.5]]
+    # The unscored candidate (v4) is not plotted, so its change is not listed either.
+    assert points["changes"] == [["seed"], ["examples"], ["instruction", "both", "examples"]]
 
 
 def test_rejected_only_round_counts_zero(tmp_path: Path) -> None:
@@ -139,6 +157,8 @@ def test_best_so_far_is_the_running_maximum(seed_score: float, rest: list[tuple[
     # every scored or rejected candidate is plotted exactly once, unscored ones never
     plotted = sum(len(s) for s in points["scores"])
     assert plotted == 1 + sum(1 for _, status, _ in rest if status != "candidate")
+    assert [len(c) for c in points["changes"]] == [len(s) for s in points["scores"]]
+    assert points["changes"][0] == ["seed"]
 
 
 # -- the PNG -------------------------------------------------------------------------------------
@@ -187,19 +207,26 @@ def _score_or_reject(pm: PromptDB, prompt_id: int, score: float | None) -> None:
         pm.record_evaluation(prompt_id, "val", score, 16)
 
 
+# Per round: (label, score or None = rejected, what it changed). Ties, equal to the seed too.
+CROWDED: list[list[tuple[str, float | None, Change]]] = [
+    [("v1", 0.5, "instruction"), ("v2", 0.5, "examples"), ("v3", 0.25, "both"), ("v4", None, "instruction")],
+    [("v5", 0.75, "examples"), ("v6", 0.75, "instruction"), ("v7", None, "examples"), ("v8", None, "both"),
+     ("v9", 0.625, "examples")],
+]  # fmt: skip
+
+
 def build_crowded_db(path: Path) -> PromptDB:
-    """3 rounds with ties: per round 1, 4 and 5 evaluated candidates (rejected ones count 0), one unscored."""
+    """3 rounds with ties: per round 1, 4 and 5 evaluated candidates (rejected ones count 0), one unscored;
+    the candidates change the instruction, the examples or both (``CROWDED``)."""
     pm = PromptDB(path)
     pm.start_run(RUN, "apo", {})
-    seed = pm.add_prompt(RUN, "v0", "Seed.", parent_id=None, round=0)
+    seed = pm.add_prompt(RUN, "v0", "Seed.", parent_id=None, round=0, change="seed")
     pm.record_evaluation(seed, "val", 0.5, 16)
-    for label, score in [("v1", 0.5), ("v2", 0.5), ("v3", 0.25), ("v4", None)]:  # two ties, equal to the seed
-        rid = pm.add_prompt(RUN, label, f"Round 1 {label}.", parent_id=seed, round=1)
-        _score_or_reject(pm, rid, score)
-    for label, score in [("v5", 0.75), ("v6", 0.75), ("v7", None), ("v8", None), ("v9", 0.625)]:
-        rid = pm.add_prompt(RUN, label, f"Round 2 {label}.", parent_id=seed, round=2)
-        _score_or_reject(pm, rid, score)
-    pm.add_prompt(RUN, "v10", "Never scored.", parent_id=seed, round=2)
+    for rnd, candidates in enumerate(CROWDED, start=1):
+        for label, score, change in candidates:
+            rid = pm.add_prompt(RUN, label, f"Round {rnd} {label}.", parent_id=seed, round=rnd, change=change)
+            _score_or_reject(pm, rid, score)
+    pm.add_prompt(RUN, "v10", "Never scored.", parent_id=seed, round=2, change="examples")
     return pm
 
 
@@ -225,23 +252,54 @@ def _centre(blob: Sequence[tuple[int, int]]) -> tuple[float, float]:
     return sum(r for r, _ in blob) / len(blob), sum(c for _, c in blob) / len(blob)
 
 
-def test_reward_curve_png_shows_one_marker_per_evaluated_candidate(tmp_path: Path) -> None:
-    """Count the candidate markers a person sees in the PNG: ties and the best-so-far line hide none."""
+CANDIDATE_KINDS: tuple[Change, ...] = ("instruction", "examples", "both")
+
+
+def _marker_blobs(rgb: npt.NDArray[np.int_], change: Change) -> list[list[tuple[int, int]]]:
+    """The markers (and legend key) of one kind of change in an RGB image."""
+    wanted = np.rint(np.array(to_rgb(CHANGE_STYLES[change][0])) * 255).astype(int)
+    # Markers are drawn without antialiasing or alpha: their pixels have exactly this colour.
+    return [b for b in _blobs(np.all(rgb == wanted, axis=-1)) if len(b) >= 8]  # a stray pixel is no marker
+
+
+def _cornered(blob: Sequence[tuple[int, int]]) -> float:
+    """The share of a marker's pixels out in its corners (city-block distance from the centre beyond its
+    half width): a diamond has none, a circle some, a square the most."""
+    r0, c0 = _centre(blob)
+    half = max(max(abs(r - r0), abs(c - c0)) for r, c in blob)
+    return sum(1 for r, c in blob if abs(r - r0) + abs(c - c0) > 1.15 * half) / len(blob)
+
+
+def test_reward_curve_png_shows_one_marker_per_candidate_styled_by_what_it_changed(tmp_path: Path) -> None:
+    """Count the candidate markers a person sees in the PNG, per kind of change: ties and the best-so-far
+    line hide none, each kind has its own colour and shape, and the legend names each kind once."""
     with build_crowded_db(tmp_path / "prompts.db") as pm:
         assert sum(len(s) for s in curve_points(pm.list(RUN))["scores"]) == 10
         path = render_run_report(pm, RUN, tmp_path)
     rgb = np.rint(imread(path)[..., :3] * 255).astype(int)
-    wanted = np.rint(np.array(to_rgb(CANDIDATE_COLOR)) * 255).astype(int)
-    # Markers are drawn without antialiasing or alpha: their pixels have exactly this colour.
-    blobs = [b for b in _blobs(np.all(rgb == wanted, axis=-1)) if len(b) >= 8]  # a stray pixel is no marker
-    assert len(blobs) == 10 + 1, [len(b) for b in blobs]  # + the legend's key
-    blobs.sort(key=lambda b: _centre(b)[0])
-    legend_key, markers = blobs[-1], blobs[:-1]  # the legend sits below the plot
-    assert _centre(legend_key)[0] > max(_centre(b)[0] for b in markers) + 20
-    areas = sorted(len(b) for b in markers)
-    assert areas[-1] <= 1.5 * areas[0], areas  # no blob is two markers run together
-    # Rounds are the two widest horizontal gaps between markers: per round, one marker per candidate.
+    markers: list[list[tuple[int, int]]] = []
+    corners: dict[str, float] = {}
+    for change in CANDIDATE_KINDS:
+        blobs = _marker_blobs(rgb, change)
+        expected = sum(1 for candidates in CROWDED for _, _, kind in candidates if kind == change)
+        assert len(blobs) == expected + 1, (change, [len(b) for b in blobs])  # + the legend's key
+        blobs.sort(key=lambda b: _centre(b)[0])
+        legend_key, plotted = blobs[-1], blobs[:-1]  # the legend sits below the plot
+        assert _centre(legend_key)[0] > max(_centre(b)[0] for b in plotted) + 20, change
+        areas = sorted(len(b) for b in plotted)
+        assert areas[-1] <= 1.5 * areas[0], (change, areas)  # no blob is two markers run together
+        corners[change] = sum(map(_cornered, plotted)) / len(plotted)
+        markers += plotted
+    # Told apart without colour, too: squares for examples, circles for instructions, diamonds for both.
+    assert corners["examples"] > corners["instruction"] + 0.1 > corners["both"] + 0.2, corners
+    # The rounds are the widest horizontal gap between candidate markers: per round, one marker per candidate.
     xs = sorted(_centre(b)[1] for b in markers)
-    gaps = sorted(range(1, len(xs)), key=lambda i: xs[i] - xs[i - 1])[-2:]
-    cuts = [0, *sorted(gaps), len(xs)]
-    assert [b - a for a, b in itertools.pairwise(cuts)] == [1, 4, 5]
+    cut = max(range(1, len(xs)), key=lambda i: xs[i] - xs[i - 1])
+    assert [cut, len(xs) - cut] == [len(candidates) for candidates in CROWDED] == [4, 5]
+
+
+def test_reward_curve_of_rows_without_a_change_draws_them_as_instruction_edits(db: PromptDB, tmp_path: Path) -> None:
+    path = render_run_report(db, RUN, tmp_path)
+    rgb = np.rint(imread(path)[..., :3] * 255).astype(int)
+    # build_db's 5 plotted candidates (v1..v6 but the unscored v5), + the legend's key; no other kind.
+    assert [len(_marker_blobs(rgb, change)) for change in CANDIDATE_KINDS] == [5 + 1, 0, 0]

@@ -41,6 +41,7 @@ ATTRIBUTES: dict[str, mc.Metric] = {
     "best_score": mc.BEST_VAL_SCORE,
     "best_prompt": mc.BEST_PROMPT_INFO,
     "candidates": mc.CANDIDATES,
+    "candidates_proposed": mc.CANDIDATES_PROPOSED,
     "failed_branches": mc.OPTIMIZER_FAILED_BRANCHES,
     "test_score": mc.TEST_SCORE,
     "run_info": mc.RUN_INFO,

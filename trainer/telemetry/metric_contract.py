@@ -15,9 +15,11 @@ per run, never rollout ids or prompt text.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from trainer.agent.prompt import Change
 
 MetricType = Literal["counter", "gauge", "histogram"]
 
@@ -99,6 +101,10 @@ MODEL = Label("model")
 TOKEN_KIND = Label("kind", ("input", "output"))
 ROUND = Label("round")
 CANDIDATE_OUTCOME = Label("outcome", ("evaluated", "rejected"))
+# What a prompt changed against its parent (trainer.agent.prompt.Change): one value per prompt version,
+# so the label adds no series. Candidates never have "seed".
+CHANGE = Label("change", get_args(Change))
+CANDIDATE_CHANGE = Label("change", tuple(value for value in CHANGE.values if value != "seed"))
 TEST_PROMPT = Label("prompt", ("seed", "best"))
 RUN_LABELS = tuple(
     Label(name) for name in ("run_id", "algorithm", "agent_model", "gradient_model", "edit_model", "dataset")
@@ -156,8 +162,8 @@ ROUNDS_PLANNED = GaugeMetric(
 CANDIDATE_VAL_SCORE = GaugeMetric(
     name="apo_candidate_val_score",
     help="Val score of each evaluated prompt version.",
-    labels=(PROMPT_VERSION, ROUND),
-    doc="each evaluated prompt's val score (rejected: 0)",
+    labels=(PROMPT_VERSION, ROUND, CHANGE),
+    doc="each evaluated prompt's val score (rejected: 0), with what it changed against its parent",
 )
 SEED_VAL_SCORE = GaugeMetric(
     name="apo_seed_val_score",
@@ -181,6 +187,14 @@ CANDIDATES = CounterMetric(
     help="Candidates by outcome.",
     labels=(CANDIDATE_OUTCOME,),
     doc="candidates APO produced",
+)
+# Not "apo_candidates_created_total": prometheus_client gives every counter a `<name>_created` series,
+# and apo_candidates_total's is apo_candidates_created (registering both raises DuplicateTimeseries).
+CANDIDATES_PROPOSED = CounterMetric(
+    name="apo_candidates_proposed_total",
+    help="Candidates proposed, by what they changed against their parent.",
+    labels=(CANDIDATE_CHANGE,),
+    doc="candidates APO proposed (rejected ones too) by what they changed against their parent",
 )
 OPTIMIZER_FAILED_BRANCHES = CounterMetric(
     name="apo_optimizer_failed_branches_total",
@@ -214,6 +228,7 @@ METRICS: tuple[Metric, ...] = (
     BEST_VAL_SCORE,
     BEST_PROMPT_INFO,
     CANDIDATES,
+    CANDIDATES_PROPOSED,
     OPTIMIZER_FAILED_BRANCHES,
     TEST_SCORE,
     RUN_INFO,

@@ -9,8 +9,9 @@ reward histogram carries each rollout's trace id as an exemplar (OpenMetrics), l
 to its trace in Jaeger.
 
 Names follow Prometheus conventions (base units, ``_total`` counters). Labels are bounded: split,
-outcome, role, model, and the prompt version (a run evaluates tens of versions, never thousands);
-no rollout ids or prompt text. See README "Metrics" for the list.
+outcome, role, model, the prompt version (a run evaluates tens of versions, never thousands) and what
+a version changed (one value per version); no rollout ids or prompt text. See README "Metrics" for
+the list.
 
 A one-shot trainer must not exit before Prometheus has read its final values: if anything scraped
 during the run, ``wait_for_final_scrape`` waits (bounded) for one scrape after the last update.
@@ -32,6 +33,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from trainer.agent.prompt import Change
 from trainer.telemetry import metric_contract as contract
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class TrainerMetrics:
         self.best_score = contract.BEST_VAL_SCORE.register(r)
         self.best_prompt = contract.BEST_PROMPT_INFO.register(r)
         self.candidates = contract.CANDIDATES.register(r)
+        self.candidates_proposed = contract.CANDIDATES_PROPOSED.register(r)
         self.failed_branches = contract.OPTIMIZER_FAILED_BRANCHES.register(r)
         self.test_score = contract.TEST_SCORE.register(r)
         self.run_info = contract.RUN_INFO.register(r)
@@ -73,6 +76,10 @@ class TrainerMetrics:
                 self.rollouts.labels(split=split, outcome=outcome)
         for outcome in contract.CANDIDATE_OUTCOME.values:
             self.candidates.labels(outcome=outcome)
+        # Every kind from the start: "no examples candidates yet" reads 0, and a run without
+        # demonstrations still shows that nothing but the instruction was tried.
+        for change in contract.CANDIDATE_CHANGE.values:
+            self.candidates_proposed.labels(change=change)
         self._lock = threading.Lock()
         self._best_label: str | None = None
 
@@ -100,13 +107,17 @@ class TrainerMetrics:
     def set_round(self, number: int) -> None:
         self.round.set(number)
 
-    def candidate_scored(self, label: str, round_number: int, score: float, *, candidate: bool) -> None:
-        self.candidate_score.labels(prompt_version=label, round=str(round_number)).set(score)
+    def candidate_proposed(self, change: Change) -> None:
+        """APO proposed a candidate (not the seed); ``change`` is what it changed against its parent."""
+        self.candidates_proposed.labels(change=change).inc()
+
+    def candidate_scored(self, label: str, round_number: int, score: float, *, candidate: bool, change: Change) -> None:
+        self.candidate_score.labels(prompt_version=label, round=str(round_number), change=change).set(score)
         if candidate:
             self.candidates.labels(outcome="evaluated").inc()
 
-    def candidate_rejected(self, label: str, round_number: int) -> None:
-        self.candidate_score.labels(prompt_version=label, round=str(round_number)).set(0.0)
+    def candidate_rejected(self, label: str, round_number: int, *, change: Change) -> None:
+        self.candidate_score.labels(prompt_version=label, round=str(round_number), change=change).set(0.0)
         self.candidates.labels(outcome="rejected").inc()
 
     def set_best(self, label: str, score: float) -> None:
