@@ -359,6 +359,26 @@ def test_a_slow_endpoint_against_a_short_batch_timeout_never_becomes_a_score(tmp
     print(f"slow endpoint: {len(late)} unscored evaluations {late}; every recorded score 1.0")
 
 
+def test_a_run_where_nothing_got_a_score_stops_with_a_message_not_a_traceback(tmp_path: Path) -> None:
+    """Every agent reply (after the startup probe) is later than ROLLOUT_BATCH_TIMEOUT: no prompt is scored."""
+    slow = Slowdown(perfect_agent(TASKS), after=1, seconds=12.0)
+    optimizer = ScriptedOptimizer(CRITIQUE, [EDITED, HINTED])
+    script = route(agent=slow, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
+    with ScriptedLLM(script) as llm:
+        result = run_trainer(
+            ["train", *TINY, "--output", str(tmp_path)], cwd=tmp_path, **scripted_env(llm), ROLLOUT_BATCH_TIMEOUT="1"
+        )
+    assert result.returncode == 3, result.stderr[-3000:]
+    # Runner processes cut off mid-request may log their own tracebacks; the trainer's is a message.
+    assert "stopped: the training finished without a single scored prompt" in result.stderr
+    assert "ROLLOUT_BATCH_TIMEOUT" in result.stderr and "RuntimeError" not in result.stderr
+    with PromptDB(tmp_path / "prompts.db") as prompts:
+        records = prompts.list()
+        assert all(p.status != "scored" for p in records)
+        assert prompts.unscored(records[0].id), "the seed's unfinished baseline is kept as unscored"
+        assert prompts.runs()[0].status == "failed"
+
+
 def test_a_store_restarted_mid_round_stops_the_run_within_seconds(tmp_path: Path) -> None:
     """A real store server, stopped and started again on its port while the seed's baseline runs.
 

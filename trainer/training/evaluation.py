@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trainer.agent.solve import RolloutConfig, RolloutOutcome, solve
-from trainer.apo.scoring import EndpointDown, too_few_answered
+from trainer.apo.scoring import EndpointDown, RunStopped, too_few_answered
 from trainer.config import Settings
 from trainer.records.prompt_db import PromptDB, PromptRecord
 from trainer.records.stats import Score, wilson
@@ -95,7 +95,11 @@ def score_on_test(
 ) -> TestResults:
     best = prompts.best(run_id)
     if best is None:
-        raise RuntimeError("training finished without scoring any prompt (see the log above)")
+        # Every evaluation was unscored (faults or ROLLOUT_BATCH_TIMEOUT): there is nothing to report.
+        raise RunStopped(
+            "the training finished without a single scored prompt: every val evaluation was unscored "
+            "(the warnings above say why: endpoint faults or rollouts unfinished within ROLLOUT_BATCH_TIMEOUT)"
+        )
     seed = next(p for p in prompts.list(run_id) if p.round == 0)
     logger.info("scoring seed and best prompt on %d held-out test problems", len(tasks))
     concurrency = settings.effective_eval_concurrency
