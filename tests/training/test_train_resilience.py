@@ -328,6 +328,18 @@ class Slowdown:
         return dataclasses.replace(reply, delay=self.seconds) if late else reply
 
 
+def train_against_slow_agent(tmp_path: Path, *, instant: int, batch_timeout: str) -> subprocess.CompletedProcess[str]:
+    """A TINY training whose agent answers ``instant`` requests at once, then each 12 s late."""
+    slow = Slowdown(perfect_agent(TASKS), after=instant, seconds=12.0)
+    optimizer = ScriptedOptimizer(CRITIQUE, [EDITED, HINTED])
+    script = route(agent=slow, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
+    with ScriptedLLM(script) as llm:
+        return run_trainer(
+            ["train", *TINY, "--output", str(tmp_path)], cwd=tmp_path, **scripted_env(llm),
+            ROLLOUT_BATCH_TIMEOUT=batch_timeout,
+        )  # fmt: skip
+
+
 def test_a_slow_endpoint_against_a_short_batch_timeout_never_becomes_a_score(tmp_path: Path) -> None:
     """After the seed's baseline every agent reply takes longer than ROLLOUT_BATCH_TIMEOUT.
 
@@ -336,13 +348,7 @@ def test_a_slow_endpoint_against_a_short_batch_timeout_never_becomes_a_score(tmp
     unscored evaluation with its reason, never a number.
     """
     # 5 s for a batch: the seed's instant baseline fits even on a loaded machine; late replies never do.
-    slow = Slowdown(perfect_agent(TASKS), after=1 + len(SPLITS.val), seconds=12.0)
-    optimizer = ScriptedOptimizer(CRITIQUE, [EDITED, HINTED])
-    script = route(agent=slow, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
-    with ScriptedLLM(script) as llm:
-        result = run_trainer(
-            ["train", *TINY, "--output", str(tmp_path)], cwd=tmp_path, **scripted_env(llm), ROLLOUT_BATCH_TIMEOUT="5"
-        )
+    result = train_against_slow_agent(tmp_path, instant=1 + len(SPLITS.val), batch_timeout="5")
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     with PromptDB(tmp_path / "prompts.db") as prompts:
@@ -361,13 +367,7 @@ def test_a_slow_endpoint_against_a_short_batch_timeout_never_becomes_a_score(tmp
 
 def test_a_run_where_nothing_got_a_score_stops_with_a_message_not_a_traceback(tmp_path: Path) -> None:
     """Every agent reply (after the startup probe) is later than ROLLOUT_BATCH_TIMEOUT: no prompt is scored."""
-    slow = Slowdown(perfect_agent(TASKS), after=1, seconds=12.0)
-    optimizer = ScriptedOptimizer(CRITIQUE, [EDITED, HINTED])
-    script = route(agent=slow, optimizer=optimizer, optimizer_models=(GRADIENT_MODEL, EDIT_MODEL))
-    with ScriptedLLM(script) as llm:
-        result = run_trainer(
-            ["train", *TINY, "--output", str(tmp_path)], cwd=tmp_path, **scripted_env(llm), ROLLOUT_BATCH_TIMEOUT="1"
-        )
+    result = train_against_slow_agent(tmp_path, instant=1, batch_timeout="1")
     assert result.returncode == 3, result.stderr[-3000:]
     # Runner processes cut off mid-request may log their own tracebacks; the trainer's is a message.
     assert "stopped: the training finished without a single scored prompt" in result.stderr
