@@ -51,7 +51,7 @@ REPO = TRAINER_DIR.parent
 
 # TrackedAPO's own helpers (everything else it defines must override an APO method).
 TRACKED_ONLY = {
-    "_record_val", "_mark_best", "best_label", "_run_batch", "_check_store_knows", "_store_name", "_store_unreachable",
+    "_record_val", "_mark_best", "best_label", "_run_batch", "_store_name",
     "_seed_or_plain", "_example_candidate", "_propose",
 }  # fmt: skip
 # Decorators that wrap APO methods, by the qualified name of the wrapper's code, and the argument

@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 from agentlightning.algorithm.apo.apo import VersionedPromptTemplate
 
-from trainer.apo.algorithm import STORE_CHECK_SECONDS, TrackedAPO
+from trainer.apo.algorithm import TrackedAPO
+from trainer.apo.batch_wait import STORE_CHECK_SECONDS
 from trainer.apo.observer import APOObserver
 from trainer.apo.resources import label_of, resources_id
 from trainer.apo.scoring import StoreLost
@@ -99,7 +100,7 @@ class UnreachableStore(RestartingStore):
 
 
 def test_a_store_that_stops_answering_stops_the_run_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("trainer.apo.algorithm.STORE_UNREACHABLE_SECONDS", 1.5)
+    monkeypatch.setattr("trainer.apo.batch_wait.STORE_UNREACHABLE_SECONDS", 1.5)
 
     async def scenario() -> float:
         apo = algorithm(UnreachableStore(down=None))

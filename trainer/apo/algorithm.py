@@ -18,18 +18,17 @@ The APO internals it overrides are private to Agent Lightning 0.3.0; ``tests/apo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import agentlightning as agl
-import aiohttp
 from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, VersionedPromptTemplate
 
 from trainer.agent.prompt import Prompt, change_of
 from trainer.agent.template import TEMPLATE_ENGINE
+from trainer.apo.batch_wait import STORE_ERRORS, wait_for_batch
 from trainer.apo.demos import ExampleSearch
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.apo.observer import APOObserver
@@ -40,17 +39,6 @@ from trainer.apo.span_reads import compact_span, spans_complete, worth_critiquin
 from trainer.task import Problem
 
 logger = logging.getLogger(__name__)
-
-# How often a waiting batch asks the store for finished rollouts (stock APO sleeps 2 s between
-# asks, which adds a second per batch on average); asking costs one small request.
-BATCH_POLL_SECONDS = 0.25
-# How often a waiting batch checks that the store still knows its rollouts (a restarted
-# in-memory store forgets them, and waiting the whole batch timeout for them helps nobody).
-STORE_CHECK_SECONDS = 2.0
-# A store that is restarting (or a network blip) answers again within this; one that does not is gone.
-STORE_UNREACHABLE_SECONDS = 30.0
-# What the store client raises when it cannot reach the store (after its own health-check retries).
-STORE_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 class TrackedAPO(APO[Problem]):
@@ -281,25 +269,7 @@ class TrackedAPO(APO[Problem]):
             (await store.enqueue_rollout(input=task, mode=mode, resources_id=update.resources_id)).rollout_id
             for task in dataset
         ]
-        deadline = time.monotonic() + self.rollout_batch_timeout
-        next_check = time.monotonic() + STORE_CHECK_SECONDS
-        finished: list[agl.Rollout] = []
-        unreachable_since: float | None = None
-        while True:
-            try:
-                finished = await store.wait_for_rollouts(rollout_ids=ids, timeout=0.0)
-                if time.monotonic() >= next_check:
-                    await self._check_store_knows(ids)
-                    next_check = time.monotonic() + STORE_CHECK_SECONDS
-            except STORE_ERRORS as exc:
-                unreachable_since = self._store_unreachable(unreachable_since, exc)
-                next_check = 0.0  # once it answers again: does it still know the batch?
-                await asyncio.sleep(BATCH_POLL_SECONDS * 4)
-                continue
-            unreachable_since = None
-            if len(finished) >= len(ids) or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(BATCH_POLL_SECONDS)
+        finished = await wait_for_batch(store, ids, timeout=self.rollout_batch_timeout, store_name=self._store_name)
         if len(finished) < len(ids):
             logger.warning(
                 "%s: %d of %d rollouts finished within ROLLOUT_BATCH_TIMEOUT=%gs",
@@ -313,29 +283,6 @@ class TrackedAPO(APO[Problem]):
     @property
     def _store_name(self) -> str:
         return self.store_url or "(the in-process store)"
-
-    def _store_unreachable(self, since: float | None, exc: BaseException) -> float:
-        """When the store first failed to answer; StoreLost once that is STORE_UNREACHABLE_SECONDS ago."""
-        now = time.monotonic()
-        if since is None:
-            logger.warning("the store at %s does not answer (%r); waiting up to %.0fs", self._store_name, exc,
-                           STORE_UNREACHABLE_SECONDS)  # fmt: skip
-            return now
-        if now - since >= STORE_UNREACHABLE_SECONDS:
-            raise StoreLost(
-                f"the store at STORE_URL={self._store_name} has not answered for {now - since:.0f}s ({exc!r}); "
-                "nothing it held back was scored"
-            ) from exc
-        return since
-
-    async def _check_store_knows(self, ids: Sequence[str]) -> None:
-        known = await self.get_store().query_rollouts(rollout_id_in=list(ids))
-        if len(known) < len(ids):
-            raise StoreLost(
-                f"the store at STORE_URL={self._store_name} no longer knows "
-                f"{len(ids) - len(known)} of this batch's {len(ids)} rollouts (did it restart?); "
-                "nothing it lost was scored"
-            )
 
     def _record_val(self, label: str, batch: BatchTally) -> float:
         """Pool ``batch`` into the prompt's val score, tell the observers; APO's ranking value."""

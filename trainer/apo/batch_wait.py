@@ -1,0 +1,83 @@
+"""Waiting for a batch of rollouts in the store: asked often, and a store that went away noticed.
+
+Stock APO sleeps 2 s between asks and waits the whole batch timeout for rollouts a restarted
+in-memory store has forgotten. Here a batch asks every BATCH_POLL_SECONDS, checks every
+STORE_CHECK_SECONDS that the store still knows its rollouts, and gives up with
+:class:`~trainer.apo.scoring.StoreLost` (nothing it held back is scored) when the store forgot them
+or has not answered for STORE_UNREACHABLE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import agentlightning as agl
+import aiohttp
+
+from trainer.apo.scoring import StoreLost
+
+logger = logging.getLogger(__name__)
+
+# How often a waiting batch asks the store for finished rollouts (stock APO sleeps 2 s between
+# asks, which adds a second per batch on average); asking costs one small request.
+BATCH_POLL_SECONDS = 0.25
+# How often a waiting batch checks that the store still knows its rollouts (a restarted
+# in-memory store forgets them, and waiting the whole batch timeout for them helps nobody).
+STORE_CHECK_SECONDS = 2.0
+# A store that is restarting (or a network blip) answers again within this; one that does not is gone.
+STORE_UNREACHABLE_SECONDS = 30.0
+# What the store client raises when it cannot reach the store (after its own health-check retries).
+STORE_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+async def wait_for_batch(
+    store: agl.LightningStore, ids: Sequence[str], *, timeout: float, store_name: str
+) -> list[agl.Rollout]:
+    """The rollouts of ``ids`` that finished within ``timeout`` seconds (all of them, if they did)."""
+    deadline = time.monotonic() + timeout
+    next_check = time.monotonic() + STORE_CHECK_SECONDS
+    finished: list[agl.Rollout] = []
+    unreachable_since: float | None = None
+    while True:
+        try:
+            finished = await store.wait_for_rollouts(rollout_ids=list(ids), timeout=0.0)
+            if time.monotonic() >= next_check:
+                await _check_store_knows(store, ids, store_name)
+                next_check = time.monotonic() + STORE_CHECK_SECONDS
+        except STORE_ERRORS as exc:
+            unreachable_since = _store_unreachable(unreachable_since, exc, store_name)
+            next_check = 0.0  # once it answers again: does it still know the batch?
+            await asyncio.sleep(BATCH_POLL_SECONDS * 4)
+            continue
+        unreachable_since = None
+        if len(finished) >= len(ids) or time.monotonic() >= deadline:
+            return finished
+        await asyncio.sleep(BATCH_POLL_SECONDS)
+
+
+def _store_unreachable(since: float | None, exc: BaseException, store_name: str) -> float:
+    """When the store first failed to answer; StoreLost once that is STORE_UNREACHABLE_SECONDS ago."""
+    now = time.monotonic()
+    if since is None:
+        logger.warning("the store at %s does not answer (%r); waiting up to %.0fs", store_name, exc,
+                       STORE_UNREACHABLE_SECONDS)  # fmt: skip
+        return now
+    if now - since >= STORE_UNREACHABLE_SECONDS:
+        raise StoreLost(
+            f"the store at STORE_URL={store_name} has not answered for {now - since:.0f}s ({exc!r}); "
+            "nothing it held back was scored"
+        ) from exc
+    return since
+
+
+async def _check_store_knows(store: agl.LightningStore, ids: Sequence[str], store_name: str) -> None:
+    known = await store.query_rollouts(rollout_id_in=list(ids))
+    if len(known) < len(ids):
+        raise StoreLost(
+            f"the store at STORE_URL={store_name} no longer knows "
+            f"{len(ids) - len(known)} of this batch's {len(ids)} rollouts (did it restart?); "
+            "nothing it lost was scored"
+        )
