@@ -143,6 +143,7 @@ def cmd_eval(args: argparse.Namespace, io: Streams) -> int:
 
     from trainer.agent.solve import RolloutConfig
     from trainer.agent.template import TemplateError, check_template
+    from trainer.records.rollout_cache import RolloutCaches
     from trainer.serving.endpoints import probe_endpoints, start_endpoints
     from trainer.training.evaluation import evaluate
 
@@ -159,12 +160,15 @@ def cmd_eval(args: argparse.Namespace, io: Streams) -> int:
         endpoints = start_endpoints(settings, stack)
         probe_endpoints(endpoints)
         config = RolloutConfig(model=endpoints.agent, task=task, use_calculator=settings.use_calculator)
-        result = evaluate(template, tasks, config, settings.effective_eval_concurrency)
+        caches = RolloutCaches(settings.output_dir) if settings.uses_rollout_cache else None
+        cache = stack.enter_context(caches.at(settings.output_dir)) if caches is not None else None
+        result = evaluate(template, tasks, config, settings.effective_eval_concurrency, cache)
     result.check_answered(f"--prompt {source} on {what}")
     score = result.score
     if args.json:
         payload = {"prompt": source, "tasks": len(tasks), "score": score.value, "correct": score.correct,
-                   "n": score.n, "ci95": [score.low, score.high], "statuses": result.status_counts()}  # fmt: skip
+                   "n": score.n, "ci95": [score.low, score.high], "statuses": result.status_counts(),
+                   "cache_hits": result.cache_hits}  # fmt: skip
         print(json.dumps(payload))
         return 0
     io.out.print(f"prompt: {escape(source)}", highlight=False)
@@ -379,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainer.apo.scoring import RunStopped
     from trainer.data import DatasetError
     from trainer.records.output_lock import OutputLockError
-    from trainer.records.prompt_db import PromptDBError
+    from trainer.records.sqlite_file import DBError
     from trainer.serving.probes import CollectorUnreachable, LLMError, StoreUnreachable
 
     args = build_parser().parse_args(argv)
@@ -392,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         LLMError,
         StoreUnreachable,
         CollectorUnreachable,
-        PromptDBError,
+        DBError,  # the prompt DB or the rollout cache
         OutputLockError,
     ) as exc:
         io.err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, gt=0, description="Seconds one agent LLM request may take.")
     llm_max_retries: int = Field(1, ge=0, le=10, description="Retries of a failed agent LLM request.")
     use_calculator: bool = Field(False, description="Give the agent a calculator tool (needs tool calls).")
+    rollout_cache: bool = Field(
+        True,
+        description="At TEMPERATURE 0, one agent call per (prompt, task) pair per output dir: later rollouts of "
+        "the pair reuse its outcome (OUTPUT_DIR/rollout_cache.db). Off above temperature 0 (outcomes are samples).",
+    )
 
     # --- Optimizer (APO's critique = "gradient" and edit calls) ---------------------------------
     optimizer_base_url: str | None = Field(
@@ -280,6 +285,10 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_llm(self) -> bool:
         return self.openai_base_url is None
+
+    @property
+    def uses_rollout_cache(self) -> bool:
+        return self.rollout_cache and self.temperature == 0
 
     @property
     def prompt_db_path(self) -> Path:

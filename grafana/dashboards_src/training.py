@@ -247,9 +247,13 @@ def _rollouts() -> list[PanelBuilder]:
         ),
         timeseries_panel(
             "Rollouts/s by split",
-            "Rollouts per second on train (critiques), val (scoring prompts) and test (final report).",
+            "Rollouts per second on train (critiques), val (scoring prompts) and test (final report); "
+            '"from cache": those the rollout cache answered without an agent call.',
             "ops",
-            [prom(f"sum by (split) (rate({rollouts}{RATE}))", "{{split}}")],
+            [
+                prom(f"sum by (split) (rate({rollouts}{RATE}))", "{{split}}"),
+                prom(f"sum by (split) (rate({mc.ROLLOUT_CACHE_HITS.name}{RATE}))", "{{split}} from cache"),
+            ],
             size=(8, 8),
         ),
         bargauge_panel(

@@ -208,7 +208,7 @@ def test_tracked_apo_constructor_kwargs_are_apo_parameters() -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "TrackedAPO"
     ]
     assert calls, "trainer/training/train.py no longer builds TrackedAPO(...): update this test"
-    ours = {"observer", "guard", "run_id", "store_url", "max_endpoint_failures", "seed", "examples"}
+    ours = {"observer", "guard", "run_id", "store_url", "max_endpoint_failures", "seed", "examples", "reuses_outcomes"}
     passed = {kw.arg for call in calls for kw in call.keywords if kw.arg} - ours
     params = inspect.signature(APO.__init__).parameters
     unknown = sorted(passed - set(params))

@@ -536,7 +536,8 @@ def test_rejected_candidate_stays_out_of_a_beam_with_room(monkeypatch: pytest.Mo
 
     async def fixed_batch(self: Any, prompt: Any, resource_name: str, dataset: Any, mode: Any) -> Any:
         scored.append(prompt.version)
-        return [{"status": "succeeded", "final_reward": 0.25, "spans": [], "messages": []} for _ in dataset]
+        results = [{"status": "succeeded", "final_reward": 0.25, "spans": [], "messages": []} for _ in dataset]
+        return results, [task["id"] for task in dataset]
 
     monkeypatch.setattr(TrackedAPO, "_run_batch", fixed_batch)
     algorithm = TrackedAPO(object(), observer=RecordingObserver(), guard=GUARD, run_id="r", beam_width=3, beam_rounds=1)

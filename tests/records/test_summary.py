@@ -42,6 +42,7 @@ def _fields(**overrides: Any) -> dict[str, Any]:
                            "best": [{"problem_id": "gen-7-3", "source": "gold", "question": "What is 2 + 2?"}],
                            "candidates_by_change": {"instruction": 4, "examples": 2}},
         "test_problems": {"wins": ["gen-7-60"], "losses": []},
+        "cache": {"enabled": True, "training_hits": 12, "test_hits": 6, "agent_calls": 42, "entries": 40},
     }  # fmt: skip
     return {**fields, **overrides}
 
@@ -61,10 +62,11 @@ def test_write_summary_writes_valid_json_in_schema_order(tmp_path: Path) -> None
 
 
 def test_a_summary_written_before_demonstrations_loads(tmp_path: Path) -> None:
-    old = {k: v for k, v in _fields().items() if k not in ("demonstrations", "test_problems")}
+    old = {k: v for k, v in _fields().items() if k not in ("demonstrations", "test_problems", "cache")}
     (tmp_path / SUMMARY_FILE).write_text(json.dumps(old))
     loaded = Summary.load(tmp_path / SUMMARY_FILE)
     assert loaded.demonstrations is None and loaded.test_problems.wins == loaded.test_problems.losses == []
+    assert loaded.cache is None
 
 
 def test_the_table_names_the_best_prompts_demonstrations_and_test_wins() -> None:
@@ -73,6 +75,7 @@ def test_the_table_names_the_best_prompts_demonstrations_and_test_wins() -> None
     text = console.export_text()
     assert "gen-7-3 (gold)" in text and "1 won (gen-7-60), 0 lost" in text
     assert "examples: 2, instruction: 4" in text
+    assert "18 reused (30%), 42 agent calls" in text
 
 
 def test_a_written_summary_loads_back_equal(tmp_path: Path) -> None:

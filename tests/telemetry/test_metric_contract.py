@@ -45,6 +45,7 @@ ATTRIBUTES: dict[str, mc.Metric] = {
     "failed_branches": mc.OPTIMIZER_FAILED_BRANCHES,
     "test_score": mc.TEST_SCORE,
     "run_info": mc.RUN_INFO,
+    "cache_hits": mc.ROLLOUT_CACHE_HITS,
 }
 CLASSES: dict[str, type[MetricWrapperBase]] = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
 

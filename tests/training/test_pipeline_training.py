@@ -141,6 +141,9 @@ def trained(services: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Tra
             cwd=out,
             **scripted_env(llm),
             **telemetry_env(services),
+            # Every rollout calls the model and exports its three spans: the counts below are about the
+            # pipeline. The cache's hits have a training test of their own (test_rollout_cache_training.py).
+            ROLLOUT_CACHE="false",
         )
         requests = llm.requests
     assert result.returncode == 0, f"{result.stderr[-5000:]}\n{services.log_tails()}"

@@ -50,6 +50,8 @@ class RolloutOutcome:
     mode: str | None = None
     prompt_version: str | None = None
     runner: str | None = None  # host:pid of the process that ran it (runners may be other containers)
+    cache_hit: bool = False  # the outcome of an earlier rollout of the same pair, no model call (rollout_cache)
+    cached_from: str | None = None  # that earlier rollout's id
     finished_at: float = field(default_factory=time.time)
 
     @property

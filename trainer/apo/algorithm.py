@@ -55,9 +55,13 @@ class TrackedAPO(APO[Problem]):
         max_endpoint_failures: int = 8,
         seed: Prompt | None = None,
         examples: ExampleSearch | None = None,
+        reuses_outcomes: bool = False,
         **apo_kwargs: Any,
     ) -> None:
         super().__init__(client, **apo_kwargs)
+        # The rollout cache is on: a prompt's val tasks count once each in its pooled score.
+        self.reuses_outcomes = reuses_outcomes
+        self._counted: dict[str, set[str]] = {}  # label -> val tasks in its pooled score
         self.seed = seed
         self.examples = examples
         self._parts: dict[str, Prompt] = {}  # label -> its instruction and demonstrations
@@ -245,22 +249,23 @@ class TrackedAPO(APO[Problem]):
         if prompt.version in self._rejected:
             return [], 0.0
         try:
-            results = await self._run_batch(prompt, resource_name, dataset, mode)
+            results, task_ids = await self._run_batch(prompt, resource_name, dataset, mode)
         except STORE_ERRORS as exc:  # enqueueing or reading results back: the store went away
             raise StoreLost(f"the store at STORE_URL={self._store_name} stopped answering ({exc!r}); "
                             "nothing it held back was scored") from exc  # fmt: skip
         self._watch.observe(results)
         if mode == "train" and self.examples is not None:
             self.examples.pool.harvest(results)
-        batch = tally(results, planned=len(dataset))
+        batch = tally(results, planned=len(dataset), task_ids=task_ids)
         if mode != "val":
             return results, batch.score.value if batch.score else 0.0
         return results, self._record_val(prompt.version, batch)
 
     async def _run_batch(
         self, prompt: VersionedPromptTemplate, resource_name: str, dataset: Sequence[Problem], mode: agl.RolloutMode
-    ) -> list[RolloutResultForAPO]:
-        """Enqueue one rollout per task and wait for them; the finished ones' results, in finishing order."""
+    ) -> tuple[list[RolloutResultForAPO], list[str | None]]:
+        """Enqueue one rollout per task and wait for them; the finished ones' results and task ids,
+        in finishing order."""
         store = self.get_store()
         resources: agl.NamedResources = {resource_name: prompt.prompt_template}
         # The run id in the resources id: runs sharing a store never evaluate each other's "v3".
@@ -276,9 +281,10 @@ class TrackedAPO(APO[Problem]):
                 prompt.version, len(finished), len(ids), self.rollout_batch_timeout,
             )  # fmt: skip
         if not finished:
-            return []
+            return [], []
         finished.sort(key=lambda rollout: rollout.end_time or 0.0)
-        return await self.get_rollout_results(finished)
+        task_ids = [r.input.get("id") if isinstance(r.input, dict) else None for r in finished]
+        return await self.get_rollout_results(finished), task_ids
 
     @property
     def _store_name(self) -> str:
@@ -294,7 +300,14 @@ class TrackedAPO(APO[Problem]):
             self.observer.prompt_unscored(label, round_number=round_number, planned=batch.planned, reason=reason)
             logger.warning("evaluation of %s left unscored: %s", label, reason)
             return previous.value if previous is not None else float("-inf")
-        current = measured if previous is None else previous.pooled_with(measured)
+        addition: ValScore | None = measured
+        if self.reuses_outcomes:
+            counted = self._counted.setdefault(label, set())
+            addition = batch.score_beyond(counted)
+            counted.update(task for task in batch.tasks if task is not None)
+        current = previous or measured
+        if previous is not None and addition is not None:
+            current = previous.pooled_with(addition)
         self._scores[label] = current
         self.observer.prompt_scored(
             label, round_number=round_number, batch=measured, current=current, first=previous is None

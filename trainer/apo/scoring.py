@@ -58,6 +58,7 @@ class BatchTally:
     planned: int
     rewards: list[float] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)  # one reason per finished rollout without a reward
+    tasks: list[str | None] = field(default_factory=list)  # the task of each reward, where known
 
     @property
     def unfinished(self) -> int:
@@ -69,6 +70,15 @@ class BatchTally:
         if too_few_answered(len(self.rewards), self.planned):
             return None
         return ValScore(sum(self.rewards) / len(self.rewards), len(self.rewards))
+
+    def score_beyond(self, counted: set[str]) -> ValScore | None:
+        """The score of the data points on tasks not in ``counted`` (None when there are none).
+
+        With the rollout cache on, a prompt's second rollout on a task is the first one's outcome
+        again: pooled, it would count one observation twice.
+        """
+        new = [r for r, task in zip(self.rewards, self.tasks, strict=True) if task is None or task not in counted]
+        return ValScore(sum(new) / len(new), len(new)) if new else None
 
     def why_unscored(self) -> str:
         parts = [f"{len(self.rewards)} of {self.planned} rollouts gave an answer"]
@@ -93,13 +103,17 @@ def fault_of(result: dict[str, Any]) -> str | None:
     return f"rollout {result.get('status')} without a reward"
 
 
-def tally(results: Sequence[dict[str, Any]], planned: int) -> BatchTally:
-    """The tally of ``results`` (the finished rollouts of an evaluation of ``planned`` rollouts)."""
+def tally(results: Sequence[dict[str, Any]], planned: int, task_ids: Sequence[str | None] | None = None) -> BatchTally:
+    """The tally of ``results`` (the finished rollouts of an evaluation of ``planned`` rollouts).
+
+    ``task_ids``: the task of each result, in the same order.
+    """
     batch = BatchTally(planned)
-    for result in results:
+    for i, result in enumerate(results):
         reason = fault_of(result)
         if reason is None:
             batch.rewards.append(float(result["final_reward"]))
+            batch.tasks.append(task_ids[i] if task_ids is not None else None)
         else:
             batch.faults.append(reason)
     return batch

@@ -179,12 +179,21 @@ class RunLedgers:
         if run_id is None or not self.RUN_ID.match(run_id):
             logger.warning("task %s carries no valid run id (%r): its rollout is not in any ledger", task["id"], run_id)
             return None
-        run_dir = task.get("run_dir")
-        if isinstance(run_dir, str) and run_dir:
-            path = Path(run_dir)
-            if path.is_absolute() and path.name == run_id and path.parent.name == "runs" and path.is_dir():
-                return RunLedgers(path.parent).for_run(run_id)
+        run_dir = self.stamped_run_dir(task)
+        if run_dir is not None:
+            return RunLedgers(run_dir.parent).for_run(run_id)
         return self.for_run(run_id)
+
+    @classmethod
+    def stamped_run_dir(cls, task: Problem) -> Path | None:
+        """The run directory the training stamped on ``task``, when it is one this process can use."""
+        run_id, run_dir = task.get("run_id"), task.get("run_dir")
+        if not (isinstance(run_id, str) and cls.RUN_ID.match(run_id) and isinstance(run_dir, str) and run_dir):
+            return None
+        path = Path(run_dir)
+        if path.is_absolute() and path.name == run_id and path.parent.name == "runs" and path.is_dir():
+            return path
+        return None
 
 
 class LedgerTail:

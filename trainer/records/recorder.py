@@ -23,6 +23,7 @@ class PromptRecorder(APOObserver):
         self.run_id = run_id
         self.out_dir = out_dir
         self._ids: dict[str, int] = {}  # APO's label ("v3") -> prompt DB id
+        self._pooled: dict[str, ValScore] = {}  # label -> its pooled val score as last recorded
 
     def prompt_id(self, label: str) -> int:
         return self._ids[label]
@@ -39,7 +40,18 @@ class PromptRecorder(APOObserver):
         self.db.reject(self._ids[label], reason)
 
     def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
-        self.db.record_evaluation(self._ids[label], VAL_SPLIT, batch.value, batch.n)
+        """One evaluation row per batch that added data points to the prompt's pooled score.
+
+        The DB pools a prompt's val score over its evaluation rows, so a row holds what the batch
+        added to ``current``: with the rollout cache, a re-evaluation of val tasks the prompt was
+        already scored on adds nothing (those rollouts repeat outcomes already counted).
+        """
+        before = self._pooled.get(label)
+        added = current.n - (before.n if before is not None else 0)
+        self._pooled[label] = current
+        if added > 0:
+            total = current.total - (before.total if before is not None else 0.0)
+            self.db.record_evaluation(self._ids[label], VAL_SPLIT, round(total / added, 12), added)
 
     def prompt_unscored(self, label: str, *, round_number: int, planned: int, reason: str) -> None:
         self.db.record_unscored(self._ids[label], VAL_SPLIT, planned, reason)

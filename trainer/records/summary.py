@@ -130,6 +130,21 @@ class TestProblems(_Model):
     losses: list[str] = Field(default_factory=list)  # seed right, best wrong
 
 
+class CacheUse(_Model):
+    """What the rollout cache spared: rollouts that reused an earlier outcome instead of a model call."""
+
+    enabled: bool  # ROLLOUT_CACHE on and TEMPERATURE 0
+    training_hits: int  # of the training's rollouts (the ledger)
+    test_hits: int  # of the test split's evaluations
+    agent_calls: int  # rollouts that did call the agent's model (training and test)
+    entries: int  # (prompt, task) pairs in OUTPUT_DIR/rollout_cache.db at the end
+
+    @property
+    def hit_share(self) -> float:
+        hits = self.training_hits + self.test_hits
+        return hits / (hits + self.agent_calls) if hits + self.agent_calls else 0.0
+
+
 class Summary(_Model):
     """Everything ``summary.json`` holds."""
 
@@ -171,6 +186,7 @@ class Summary(_Model):
     # Defaults, so that summaries written before demonstrations existed load.
     demonstrations: Demonstrations | None = None  # None: plain APO (DEMOS=0)
     test_problems: TestProblems = Field(default_factory=TestProblems)
+    cache: CacheUse | None = None  # None: written before the rollout cache existed
 
     @classmethod
     def load(cls, path: Path) -> Summary:
@@ -218,6 +234,11 @@ def print_summary(summary: Summary, console: Console) -> None:
         facts.add_row("best's demonstrations", escape(shown))
     wins, losses = summary.test_problems.wins, summary.test_problems.losses
     facts.add_row("test, best vs seed", escape(f"{len(wins)} won {_ids(wins)}, {len(losses)} lost {_ids(losses)}"))
+    if (cache := summary.cache) is not None and cache.enabled:
+        facts.add_row(
+            "rollout cache",
+            f"{cache.training_hits + cache.test_hits} reused ({cache.hit_share:.0%}), {cache.agent_calls} agent calls",
+        )
     facts.add_row("LLM tokens", f"{summary.llm_tokens:,}")
     facts.add_row("wall time", f"{summary.wall_seconds:.0f} s")
     facts.add_row("best prompt file", summary.best_prompt_file)

@@ -136,6 +136,12 @@ ROLLOUT_DURATION = HistogramMetric(
     buckets=DURATION_BUCKETS,
     doc="rollout wall time",
 )
+ROLLOUT_CACHE_HITS = CounterMetric(
+    name="apo_rollout_cache_hits_total",
+    help="Rollouts that reused the outcome of an earlier rollout of the same prompt and task (no model call).",
+    labels=(SPLIT,),
+    doc="rollouts the rollout cache answered: no agent call, no tokens (ROLLOUT_CACHE)",
+)
 LLM_TOKENS = CounterMetric(
     name="apo_llm_tokens_total",
     help="LLM tokens.",
@@ -218,6 +224,7 @@ RUN_INFO = GaugeMetric(
 METRICS: tuple[Metric, ...] = (
     ROLLOUT_REWARD,
     ROLLOUTS,
+    ROLLOUT_CACHE_HITS,
     ROLLOUT_DURATION,
     LLM_TOKENS,
     LLM_REQUEST_DURATION,

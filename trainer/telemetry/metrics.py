@@ -58,6 +58,7 @@ class TrainerMetrics:
         self.reward = contract.ROLLOUT_REWARD.register(r)
         self.rollouts = contract.ROLLOUTS.register(r)
         self.rollout_duration = contract.ROLLOUT_DURATION.register(r)
+        self.cache_hits = contract.ROLLOUT_CACHE_HITS.register(r)
         self.tokens = contract.LLM_TOKENS.register(r)
         self.llm_duration = contract.LLM_REQUEST_DURATION.register(r)
         self.round = contract.ROUND_NUMBER.register(r)
@@ -74,6 +75,8 @@ class TrainerMetrics:
         for outcome in OUTCOMES:
             for split in ZERO_SERIES_SPLITS:
                 self.rollouts.labels(split=split, outcome=outcome)
+        for split in ZERO_SERIES_SPLITS:
+            self.cache_hits.labels(split=split)
         for outcome in contract.CANDIDATE_OUTCOME.values:
             self.candidates.labels(outcome=outcome)
         # Every kind from the start: "no examples candidates yet" reads 0, and a run without
@@ -95,6 +98,9 @@ class TrainerMetrics:
         self.reward.labels(split=split, prompt_version=version).observe(reward, exemplar)
         self.rollouts.labels(split=split, outcome=str(row.get("status") or "ok")).inc()
         self.rollout_duration.labels(split=split).observe(float(row.get("wall_seconds") or 0.0))
+        if row.get("cache_hit"):  # no model call: nothing for the LLM request metrics
+            self.cache_hits.labels(split=split).inc()
+            return
         self.observe_llm("agent", agent_model, int(row.get("input_tokens") or 0), int(row.get("output_tokens") or 0),
                          float(row.get("llm_seconds") or 0.0))  # fmt: skip
 

@@ -13,10 +13,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trainer.agent.solve import RolloutConfig, RolloutOutcome, solve
+from trainer.agent.solve import RolloutConfig, RolloutOutcome
 from trainer.apo.scoring import EndpointDown, RunStopped, too_few_answered
 from trainer.config import Settings
 from trainer.records.prompt_db import PromptDB, PromptRecord
+from trainer.records.rollout_cache import RolloutCache, solve_cached
 from trainer.records.stats import Score, wilson
 from trainer.task import Problem
 
@@ -52,6 +53,10 @@ class Evaluation:
             )
 
     @property
+    def cache_hits(self) -> int:
+        return sum(1 for o in self.outcomes if o.cache_hit)
+
+    @property
     def tokens(self) -> int:
         return sum(o.input_tokens + o.output_tokens for o in self.outcomes)
 
@@ -63,21 +68,24 @@ class Evaluation:
 
 
 async def evaluate_async(
-    template: str, tasks: Sequence[Problem], config: RolloutConfig, concurrency: int
+    template: str, tasks: Sequence[Problem], config: RolloutConfig, concurrency: int, cache: RolloutCache | None = None
 ) -> Evaluation:
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(task: Problem) -> RolloutOutcome:
         async with gate:
-            return await solve(task, template, config)
+            return await solve_cached(task, template, config, cache)
 
     # gather keeps task order, which the paired comparison relies on.
     outcomes = await asyncio.gather(*(one(task) for task in tasks))
     return Evaluation(list(outcomes))
 
 
-def evaluate(template: str, tasks: Sequence[Problem], config: RolloutConfig, concurrency: int) -> Evaluation:
-    return asyncio.run(evaluate_async(template, tasks, config, concurrency))
+def evaluate(
+    template: str, tasks: Sequence[Problem], config: RolloutConfig, concurrency: int, cache: RolloutCache | None = None
+) -> Evaluation:
+    """``template`` on ``tasks``; with ``cache``, pairs already evaluated reuse their outcome."""
+    return asyncio.run(evaluate_async(template, tasks, config, concurrency, cache))
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,12 @@ class TestResults:
 
 
 def score_on_test(
-    prompts: PromptDB, run_id: str, tasks: list[Problem], config: RolloutConfig, settings: Settings
+    prompts: PromptDB,
+    run_id: str,
+    tasks: list[Problem],
+    config: RolloutConfig,
+    settings: Settings,
+    cache: RolloutCache | None = None,
 ) -> TestResults:
     best = prompts.best(run_id)
     if best is None:
@@ -103,9 +116,9 @@ def score_on_test(
     seed = next(p for p in prompts.list(run_id) if p.round == 0)
     logger.info("scoring seed and best prompt on %d held-out test problems", len(tasks))
     concurrency = settings.effective_eval_concurrency
-    seed_eval = evaluate(seed.template, tasks, config, concurrency)
+    seed_eval = evaluate(seed.template, tasks, config, concurrency, cache)
     seed_eval.check_answered("the seed prompt on the test split")
-    best_eval = seed_eval if best.id == seed.id else evaluate(best.template, tasks, config, concurrency)
+    best_eval = seed_eval if best.id == seed.id else evaluate(best.template, tasks, config, concurrency, cache)
     best_eval.check_answered("the best prompt on the test split")
     return TestResults(seed, best, seed_eval, best_eval)
 

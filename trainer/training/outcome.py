@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from trainer.agent.solve import RolloutOutcome
 from trainer.apo.demos import ExampleSearch
 from trainer.apo.optimizer_llm import UsageLedger
 from trainer.config import Settings
@@ -16,7 +17,9 @@ from trainer.data.splits import Splits
 from trainer.records.ledger import Ledger
 from trainer.records.prompt_db import BEST_TXT, PromptDB, PromptRecord
 from trainer.records.recorder import PromptRecorder
+from trainer.records.rollout_cache import RolloutCache
 from trainer.records.summary import (
+    CacheUse,
     Demonstrations,
     DemoShown,
     LedgerSkips,
@@ -31,7 +34,7 @@ from trainer.records.summary import (
 )
 from trainer.serving.endpoints import Endpoints
 from trainer.task import Problem
-from trainer.training.evaluation import TestResults
+from trainer.training.evaluation import Evaluation, TestResults
 from trainer.training.progress import ProgressState
 
 
@@ -60,6 +63,7 @@ def build_summary(
     wall_seconds: float,
     expected_rollouts: int,
     examples: ExampleSearch | None = None,
+    cache: RolloutCache | None = None,
 ) -> Summary:
     """Everything the run found, from its records: prompt DB, ledger, test results and counters."""
     from trainer.records.report import CURVE_FILE
@@ -78,7 +82,7 @@ def build_summary(
     for outcome in outcomes:
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
     agent_tokens = sum(o.input_tokens + o.output_tokens for o in outcomes)
-    distinct = {id(e): e for e in (results.seed_eval, results.best_eval)}.values()
+    distinct = list({id(e): e for e in (results.seed_eval, results.best_eval)}.values())
     test_tokens = sum(e.tokens for e in distinct)
     comparison = paired(*answered_pairs(results.seed_eval, results.best_eval))
     collector = settings.otel_exporter_otlp_endpoint
@@ -124,6 +128,7 @@ def build_summary(
         prompt_db=str(settings.prompt_db_path),
         reward_curve=str(out / CURVE_FILE),
         demonstrations=demonstrations(settings, best, progress, examples),
+        cache=cache_use(cache, outcomes, distinct),
         test_problems=TestProblems(**per_problem(splits.test, results)),
     )
 
@@ -152,3 +157,15 @@ def per_problem(tasks: Sequence[Problem], results: TestResults) -> dict[str, lis
             continue
         (wins if best else losses).append(task["id"])
     return {"wins": wins, "losses": losses}
+
+
+def cache_use(cache: RolloutCache | None, outcomes: Sequence[RolloutOutcome], tests: Sequence[Evaluation]) -> CacheUse:
+    """Hits and model calls of the training (ledger) and the test split."""
+    tested = [o for e in tests for o in e.outcomes]
+    return CacheUse(
+        enabled=cache is not None,
+        training_hits=sum(1 for o in outcomes if o.cache_hit),
+        test_hits=sum(1 for o in tested if o.cache_hit),
+        agent_calls=sum(1 for o in [*outcomes, *tested] if not o.cache_hit and o.status != "bad_template"),
+        entries=cache.count() if cache is not None else 0,
+    )

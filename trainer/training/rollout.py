@@ -13,9 +13,10 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-from trainer.agent.solve import RolloutConfig, solve
+from trainer.agent.solve import RolloutConfig
 from trainer.apo.resources import label_of
 from trainer.records.ledger import RunLedgers
+from trainer.records.rollout_cache import RolloutCaches, solve_cached
 from trainer.task import Problem
 from trainer.telemetry.otlp import spans_ended_in_current_rollout
 from trainer.telemetry.spans import rollout_span
@@ -26,10 +27,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> agl.LitAgent[Problem]:
+def make_rollout(
+    config: RolloutConfig, ledgers: RunLedgers | None = None, caches: RolloutCaches | None = None
+) -> agl.LitAgent[Problem]:
     """The ``@agl.rollout`` agent APO's runners execute, bound to ``config``.
 
-    With ``ledgers``, each outcome is appended to the ledger of the run that enqueued the task.
+    With ``ledgers``, each outcome is appended to the ledger of the run that enqueued the task; with
+    ``caches``, a (prompt, task) pair already evaluated reuses its outcome (trainer.records.rollout_cache).
     """
     import agentlightning as agl  # heavy: only processes that run rollouts pay for it
 
@@ -45,7 +49,10 @@ def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> ag
                 "trainer.prompt_version": label_of(rollout.resources_id),
             }
         ) as span:
-            outcome = await solve(task, prompt_template.template, config)
+            cache = caches.for_task(task) if caches is not None else None
+            outcome = await solve_cached(
+                task, prompt_template.template, config, cache, rollout_id=rollout.rollout_id, trace_id=span.trace_id
+            )
             outcome.trace_id, outcome.span_id = span.trace_id, span.span_id
             reply = outcome.reply if outcome.status == "ok" else f"[{outcome.status}] {outcome.reason}"
             span.record_conversation(outcome.system_prompt, task["question"], reply)
@@ -56,6 +63,8 @@ def make_rollout(config: RolloutConfig, ledgers: RunLedgers | None = None) -> ag
                     "trainer.reward": outcome.reward,
                     "trainer.status": outcome.status,
                     "trainer.expected": outcome.expected,
+                    "trainer.cache_hit": outcome.cache_hit,
+                    "trainer.cached_from": outcome.cached_from,  # the rollout whose answer this one reuses
                     "trainer.extracted": outcome.extracted,
                     "gen_ai.usage.input_tokens": outcome.input_tokens,
                     "gen_ai.usage.output_tokens": outcome.output_tokens,

@@ -22,6 +22,7 @@ from types import FrameType
 from trainer.agent.solve import RolloutConfig
 from trainer.config import ConfigError, Settings
 from trainer.records.ledger import RunLedgers
+from trainer.records.rollout_cache import RolloutCaches
 from trainer.serving.endpoints import start_endpoints
 from trainer.serving.probes import check_store, probe_chat
 from trainer.task import load_task
@@ -63,6 +64,7 @@ def run_runners(settings: Settings) -> None:
         agent = make_rollout(
             RolloutConfig(model=endpoints.agent, task=load_task(settings.task), use_calculator=settings.use_calculator),
             RunLedgers(settings.output_dir / "runs"),
+            RolloutCaches(settings.output_dir) if settings.uses_rollout_cache else None,
         )
         trainer = lightning_trainer(settings, algorithm=None)
         collector = settings.otel_exporter_otlp_endpoint

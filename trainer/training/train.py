@@ -33,6 +33,7 @@ from trainer.data.splits import Splits, splits_for
 from trainer.records.ledger import Ledger, RunLedgers
 from trainer.records.output_lock import OutputLock
 from trainer.records.prompt_db import BEST_TXT, PromptDB
+from trainer.records.rollout_cache import RolloutCaches
 from trainer.records.summary import Summary
 from trainer.serving.endpoints import Endpoints, probe_endpoints, start_endpoints
 from trainer.serving.probes import check_collector, check_store
@@ -195,6 +196,7 @@ def build_algorithm(
         max_endpoint_failures=settings.max_endpoint_failures,
         seed=prep.seed,
         examples=examples,
+        reuses_outcomes=settings.uses_rollout_cache,
         gradient_model=endpoints.gradient_model,
         apply_edit_model=endpoints.edit_model,
         diversity_temperature=settings.optimizer_temperature,
@@ -261,9 +263,23 @@ def observe_test(metrics: TrainerMetrics, results: TestResults, agent_model: str
     """The test split's rollouts run in this process, outside the ledger: their metrics are added here."""
     for evaluation in {id(e): e for e in (results.seed_eval, results.best_eval)}.values():
         for outcome in evaluation.outcomes:
+            if outcome.cache_hit:
+                metrics.cache_hits.labels(split="test").inc()
+                continue
             metrics.observe_llm("agent", agent_model, outcome.input_tokens, outcome.output_tokens, outcome.llm_seconds)
     metrics.test_score.labels(prompt="seed").set(results.seed_eval.score.value)
     metrics.test_score.labels(prompt="best").set(results.best_eval.score.value)
+
+
+def open_caches(settings: Settings, stack: ExitStack) -> RolloutCaches | None:
+    """The rollout caches (trainer.records.rollout_cache), or None above TEMPERATURE 0 or with ROLLOUT_CACHE off."""
+    if not settings.uses_rollout_cache:
+        if settings.rollout_cache:
+            logger.info("rollout cache off: TEMPERATURE=%g makes every rollout a new sample", settings.temperature)
+        return None
+    caches = RolloutCaches(settings.output_dir)
+    stack.callback(caches.close)
+    return caches
 
 
 def train(settings: Settings, console: Console) -> Summary:
@@ -318,6 +334,8 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
         observer = Observers([recorder, progress, MetricsObserver(metrics)])
         algorithm = build_algorithm(settings, prep, endpoints, observer, usage, metrics, run_id)
         rollout_config = RolloutConfig(model=endpoints.agent, task=prep.task, use_calculator=settings.use_calculator)
+        caches = open_caches(settings, stack)
+        cache = caches.at(out) if caches is not None else None
         if settings.otel_exporter_otlp_endpoint:
             logger.info("rollout spans go through the collector at %s", settings.otel_exporter_otlp_endpoint)
         trainer = lightning_trainer(settings, algorithm=algorithm, seed_prompt=prep.seed_prompt)
@@ -326,15 +344,16 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
         try:
             with ProgressDisplay(progress, expected_rollouts=expected, console=console):
                 trainer.fit(
-                    make_rollout(rollout_config, ledgers),
+                    make_rollout(rollout_config, ledgers, caches),
                     train_dataset=for_run(prep.splits.train, run_id, ledger),
                     val_dataset=for_run(prep.splits.val, run_id, ledger),
                 )
-            results = score_on_test(prompts, run_id, prep.splits.test, rollout_config, settings)
+            results = score_on_test(prompts, run_id, prep.splits.test, rollout_config, settings, cache)
             observe_test(metrics, results, endpoints.agent.model)
             summary = build_summary(
                 settings, run_id, prep.splits, endpoints, prompts, results, ledger, progress.snapshot(), usage,
                 wall_seconds=time.monotonic() - started, expected_rollouts=expected, examples=algorithm.examples,
+                cache=cache,
             )  # fmt: skip
             write_outputs(summary, recorder, prompts, out, ledger.path.parent)
             status = "completed"
