@@ -151,3 +151,18 @@ def test_eval_refuses_a_prompt_file_that_is_not_a_plain_template(
     assert "--prompt" in message and str(prompt) in message
     assert f"{problem} at line 1, column 8" in message
     assert len(model.requests) == before  # refused before the endpoint is even probed
+
+
+def test_every_command_prints_its_help() -> None:
+    """Each flag's help is its setting's description: a "%" in one must not break argparse's formatting."""
+    import argparse
+
+    from trainer.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, command in commands.items():
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        for sub in [command, *(c for a in nested for c in a.choices.values())]:
+            assert sub.format_help().strip(), name
+    assert "30% of its memory limit" in commands["store"].format_help()

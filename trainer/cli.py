@@ -69,7 +69,7 @@ def add_setting_flags(parser: argparse.ArgumentParser, fields: Sequence[str]) ->
     for name in fields:
         field, flag = Settings.model_fields[name], cli_flag(name)
         assert flag is not None, f"setting {name} has no flag"
-        help_text = f"{field.description} [{name.upper()}]"
+        help_text = f"{field.description} [{name.upper()}]".replace("%", "%%")  # argparse formats help with %
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
