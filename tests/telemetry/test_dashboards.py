@@ -241,6 +241,7 @@ class SpecTrainer:
         r = self.registry = CollectorRegistry()
         self.reward = mc.ROLLOUT_REWARD.register(r)
         self.rollouts = mc.ROLLOUTS.register(r)
+        self.cache_hits = mc.ROLLOUT_CACHE_HITS.register(r)
         self.duration = mc.ROLLOUT_DURATION.register(r)
         self.tokens = mc.LLM_TOKENS.register(r)
         self.llm_duration = mc.LLM_REQUEST_DURATION.register(r)
@@ -282,6 +283,7 @@ class SpecTrainer:
         for split in mc.SPLIT.values:
             self.reward.labels(split=split, prompt_version="v1").observe(float(self.step_count % 2))
             self.rollouts.labels(split=split, outcome="ok" if self.step_count % 3 else "llm_error").inc()
+            self.cache_hits.labels(split=split).inc(self.step_count % 2)
             self.duration.labels(split=split).observe(0.4 + 0.1 * (self.step_count % 5))
         for role in mc.ROLE.values:
             self.tokens.labels(role=role, model="m", kind="input").inc(100)

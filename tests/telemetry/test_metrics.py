@@ -50,6 +50,19 @@ def test_each_ledger_line_is_observed_once_and_partial_lines_wait(tmp_path: Path
     assert progress.snapshot().rollouts == 2
 
 
+def test_a_cache_hit_is_a_rollout_and_no_llm_request() -> None:
+    metrics = TrainerMetrics()
+    assert value(metrics, "apo_rollout_cache_hits_total", {"split": "val"}) == 0  # a series from the start
+    metrics.observe_rollout(row(), "m")
+    metrics.observe_rollout(row(cache_hit=True, llm_seconds=0.0, input_tokens=0, output_tokens=0), "m")
+    assert value(metrics, "apo_rollouts_total", {"split": "val", "outcome": "ok"}) == 2
+    assert value(metrics, "apo_rollout_reward_count", {"split": "val", "prompt_version": "v2"}) == 2
+    assert value(metrics, "apo_rollout_cache_hits_total", {"split": "val"}) == 1
+    # The LLM request metrics see the one rollout that called the model.
+    assert value(metrics, "apo_llm_request_duration_seconds_count", {"role": "agent", "model": "m"}) == 1
+    assert value(metrics, "apo_llm_tokens_total", {"role": "agent", "model": "m", "kind": "input"}) == 40
+
+
 def test_reward_observations_carry_trace_id_exemplars() -> None:
     metrics = TrainerMetrics()
     metrics.observe_rollout(row(), "m")

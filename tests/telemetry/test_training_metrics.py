@@ -90,6 +90,8 @@ def scraped_training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrap
                 ["train", *TINY, "--output", str(work / "out"), "--store-url", services.store_url],
                 cwd=work,
                 METRICS_PORT="0",  # as in compose.yaml: nothing can scrape the trainer itself
+                # Every rollout one agent call: the LLM metrics below count them (hits: test_metrics.py).
+                ROLLOUT_CACHE="false",
                 OTEL_EXPORTER_OTLP_ENDPOINT=services.otlp_http_url,
                 OPENAI_BASE_URL=llm.base_url,
                 AGENT_MODEL=AGENT_MODEL,

@@ -355,7 +355,7 @@ def test_collector_restart_mid_training_loses_nothing(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "trainer", "train", *TINY, "--output", str(out), "--store-url", services.store_url],
             cwd=out,
-            env=trainer_env(**scripted_env(llm), **telemetry_env(services)),
+            env=trainer_env(**scripted_env(llm), **telemetry_env(services), ROLLOUT_CACHE="false"),  # counts spans
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -205,12 +205,14 @@ def test_killed_training_keeps_everything_scored_and_resumes(tmp_path: Path) -> 
             killed = prompts.list(run.run_id)
             seed = next(p for p in killed if p.round == 0)
         assert run.status not in ("completed", "failed")  # killed: nobody got to record an ending
-        assert seed.val_score is not None and seed.val_n == 12  # baseline and round 1's beam batch, pooled
+        # The seed's baseline; round 1's beam batch was the same 6 val tasks, answered by the rollout
+        # cache, and a repeated outcome is no new data point.
+        assert seed.val_score is not None and seed.val_n == 6
         assert best is not None
         # Everything scored before the kill is there, and nothing of round 2 yet.
         assert [(p.label, p.template, p.status, p.val_score, p.val_n, p.is_best) for p in killed] == [
-            ("v0", DEFAULT_SEED_PROMPT, "scored", 0.0, 12, False),
-            ("v1", HINTED, "scored", 1.0, 12, True),  # its beam batch and its full-set rescoring
+            ("v0", DEFAULT_SEED_PROMPT, "scored", 0.0, 6, False),
+            ("v1", HINTED, "scored", 1.0, 6, True),  # its beam batch; its full-set rescoring repeated it
             ("v2", UNHINTED, "scored", 0.0, 6, False),
         ]
         rows = ledger_rows(tmp_path, run.run_id)
