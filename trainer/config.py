@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         description="false: no optimizer edits, every branch draws or combines examples (needs DEMOS > 0; the "
         "demonstrations-only arm of `make bench-demos`).",
     )
+    candidate_cut: bool = Field(
+        True,
+        description="Stop a new candidate's val batch once no outcome of its remaining rollouts could put it "
+        "into the beam (the queued ones are cancelled; the beam is the same as without the cut).",
+        json_schema_extra={"flag": "--candidate-cut"},
+    )
     rollout_batch_timeout: float = Field(900.0, gt=0, description="Seconds to wait for one batch.")
     max_endpoint_failures: int = Field(
         8, ge=1, le=1000, description="Consecutive rollouts failed at the agent's endpoint that stop the run."

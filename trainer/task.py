@@ -78,6 +78,9 @@ class Task:
     seed_prompt: ClassVar[str] = "Answer the question."
     # Fields of a problem a prompt template may mention ({question}); the answer never is one.
     template_fields: ClassVar[tuple[str, ...]] = ("question",)
+    # The highest reward grade() ever gives. A candidate's val batch stops once even this reward on
+    # every rollout left could not put it into the beam (trainer.apo.racing); None: unbounded, no cut.
+    max_reward: ClassVar[float | None] = 1.0
 
     def problems(self, settings: Settings) -> Sequence[Problem]:
         """Every problem available; the training splits them into train, val and test."""

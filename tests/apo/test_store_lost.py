@@ -75,8 +75,8 @@ def test_a_store_that_remembers_is_waited_for() -> None:
         store = RestartingStore()
         apo = algorithm(store)
         apo.rollout_batch_timeout = STORE_CHECK_SECONDS + 1.0  # long enough for one check
-        results, task_ids = await apo._run_batch(prompt(), "prompt_template", TASKS, "val")
-        assert results == task_ids == []  # nothing ran them: no results, and no false alarm
+        run = await apo._run_batch(prompt(), "prompt_template", TASKS, "val")
+        assert run.results == run.task_ids == []  # nothing ran them: no results, and no false alarm
         resources = await store.get_resources_by_id(resources_id("run-a", "v0"))
         assert resources is not None  # the run's own name, not APO's bare "v0"
 
@@ -117,7 +117,8 @@ def test_a_short_blip_is_waited_out() -> None:
         store = UnreachableStore(down=3)  # refused for ~3 s of polls, then back, remembering everything
         apo = algorithm(store)
         apo.rollout_batch_timeout = 5.0
-        assert await apo._run_batch(prompt(), "prompt_template", TASKS, "val") == ([], [])
+        run = await apo._run_batch(prompt(), "prompt_template", TASKS, "val")
+        assert (run.results, run.planned) == ([], len(TASKS))
         return store.polls
 
     assert asyncio.run(scenario()) > 3

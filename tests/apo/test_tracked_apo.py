@@ -57,6 +57,7 @@ from trainer.agent.model import ModelSpec
 from trainer.agent.prompt import Change, Prompt
 from trainer.agent.solve import RolloutConfig
 from trainer.apo.algorithm import TrackedAPO
+from trainer.apo.batch_wait import BatchRun
 from trainer.apo.guard import GuardLimits
 from trainer.apo.observer import APOObserver, Observers
 from trainer.apo.optimizer_llm import UsageLedger, optimizer_client
@@ -103,6 +104,10 @@ AGNO_SPANS = ("math_solver.arun", "OpenAILike.ainvoke")
 
 
 Event = tuple[Any, ...]
+# One per test process, shared by every in-process training (tests/apo/test_racing.py too): the tracer
+# sets OpenTelemetry's global provider, which can be set once, and a second tracer's spans would go
+# to the first one's processors.
+TRACER = RolloutTracer()
 
 
 class RecordingObserver(APOObserver):
@@ -140,6 +145,9 @@ class RecordingObserver(APOObserver):
 
     def best_rescored(self, label: str, score: ValScore) -> None:
         self.events.append(("best_rescored", label, score))
+
+    def candidate_stopped(self, label: str, *, ran: int, cancelled: int) -> None:
+        self.events.append(("candidate_stopped", label, ran, cancelled))
 
     def branch_failed(self, parent: str, error: BaseException) -> None:
         self.errors.append(error)
@@ -274,7 +282,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         spec = ModelSpec(
             server.base_url, AGENT_MODEL, None, temperature=0.0, max_tokens=64, timeout=10.0, max_retries=0
         )
-        tracer = RolloutTracer()
+        tracer = TRACER
         store = agl.InMemoryLightningStore()
         lightning = agl.Trainer(
             algorithm=algorithm,
@@ -534,10 +542,10 @@ def test_rejected_candidate_stays_out_of_a_beam_with_room(monkeypatch: pytest.Mo
     """
     scored: list[str] = []
 
-    async def fixed_batch(self: Any, prompt: Any, resource_name: str, dataset: Any, mode: Any) -> Any:
+    async def fixed_batch(self: Any, prompt: Any, resource_name: str, dataset: Any, mode: Any, cut: Any) -> Any:
         scored.append(prompt.version)
         results = [{"status": "succeeded", "final_reward": 0.25, "spans": [], "messages": []} for _ in dataset]
-        return results, [task["id"] for task in dataset]
+        return BatchRun(results, [task["id"] for task in dataset], planned=len(dataset))
 
     monkeypatch.setattr(TrackedAPO, "_run_batch", fixed_batch)
     algorithm = TrackedAPO(object(), observer=RecordingObserver(), guard=GUARD, run_id="r", beam_width=3, beam_rounds=1)

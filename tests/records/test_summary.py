@@ -30,7 +30,8 @@ def _fields(**overrides: Any) -> dict[str, Any]:
         "rollout_statuses": {"ok": 250, "timeout": 6}, "ledger_skipped": {"count": 0, "lines": []},
         "test_statuses": {"seed": {"ok": 30}, "best": {"ok": 30}},
         "candidates": 6, "candidates_rejected": 1, "rejected_reasons": {"duplicate": 1},
-        "failed_optimizer_branches": 0, "round_seconds": {"1": 12.5},
+        "failed_optimizer_branches": 0, "candidates_stopped_early": 1, "rollouts_cancelled": 4,
+        "round_seconds": {"1": 12.5},
         "apo_span_reads": {"rollouts_read": 16, "incomplete": 0}, "tracing": "store",
         "tokens": {"agent": 1000, "test": 200, "optimizer": {"gradient:m": {"calls": 2}}},
         "expected_training_rollouts_max": 300,
@@ -110,5 +111,5 @@ def test_print_summary_shows_scores_and_verdict() -> None:
     assert "within noise" in text
     assert "#5 v4" in text
     assert "1,234,567" in text
-    assert "6 (1 rejected by the guard)" in text
+    assert "6 (1 rejected by the guard, 1 stopped early)" in text
     assert "ok: 250, timeout: 6" in text

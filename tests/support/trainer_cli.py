@@ -21,21 +21,33 @@ TINY = [
     "--iterations", "1", "--beam-width", "1", "--branch-factor", "2",
     "--train-size", "4", "--gradient-batch-size", "2",
     "--val-size", "6", "--val-batch-size", "6", "--test-size", "6",
-    "--runners", "2", "--seed", "11", "--demos", "0",
+    "--runners", "2", "--seed", "11", "--demos", "0", "--no-candidate-cut",
 ]  # fmt: skip
 # Plain APO (instruction edits only): the tests built on TINY script what each edit branch does;
-# demonstrations have tests of their own (tests/training/test_demonstrations.py).
+# demonstrations have tests of their own (tests/training/test_demonstrations.py). Every planned
+# rollout runs (no cut of hopeless candidates: many of these tests count rollouts, and their agent
+# is often always right, which makes every candidate hopeless at once); the cut has tests of its
+# own (tests/apo/test_racing.py, tests/training/test_rollout_cache_training.py).
 
 # The scripted model's three roles, told apart by model name (trainer.testing.route).
 AGENT_MODEL, GRADIENT_MODEL, EDIT_MODEL = "scripted-agent", "scripted-critic", "scripted-editor"
 
 
+def tiny_flags() -> dict[str, Any]:
+    """TINY as setting names and values (a ``--no-x`` switch is ``x=False``)."""
+    flags: dict[str, Any] = {}
+    args = iter(TINY)
+    for flag in args:
+        if flag.startswith("--no-"):
+            flags[flag[5:].replace("-", "_")] = False
+        else:
+            flags[flag[2:].replace("-", "_")] = next(args)
+    return flags
+
+
 def tiny_settings(**changes: Any) -> Settings:
     """The settings a ``train *TINY`` run has (no .env, no environment), with ``changes``."""
-    flags = dict(zip(TINY[::2], TINY[1::2], strict=True))
-    return Settings(
-        _env_file=None, algorithm="apo", **{f[2:].replace("-", "_"): v for f, v in flags.items()}, **changes
-    )
+    return Settings(_env_file=None, algorithm="apo", **{**tiny_flags(), **changes})
 
 
 TINY_SETTINGS = tiny_settings()
@@ -85,9 +97,9 @@ def assert_critique_shows_conversations(critique: dict[str, Any], out: Path, run
     assert train_rows, "no successful train rollout to critique"
     from trainer.data.splits import load_splits
 
-    flags = dict(zip(TINY[::2], TINY[1::2], strict=True))
-    sizes = (int(flags[f"--{split}-size"]) for split in ("train", "val", "test"))
-    splits = load_splits(None, *sizes, int(flags["--seed"]))
+    flags = tiny_flags()
+    sizes = (int(flags[f"{split}_size"]) for split in ("train", "val", "test"))
+    splits = load_splits(None, *sizes, int(flags["seed"]))
     questions = {t["id"]: t["question"] for t in splits.train}
 
     def shows(value: str) -> bool:

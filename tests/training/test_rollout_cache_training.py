@@ -51,7 +51,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     found: dict[str, Any] = {"out": out}
     with ExitStack() as stack:
         llm = stack.enter_context(ScriptedLLM(script))
-        result = run_trainer(["train", *TINY, "--output", str(out)], cwd=out, **scripted_env(llm))
+        # The cut on (TINY turns it off): UNHINTED comes after HINTED scored 1.0, so it is hopeless at once.
+        result = run_trainer(["train", *TINY, "--candidate-cut", "--output", str(out)], cwd=out, **scripted_env(llm))
         assert result.returncode == 0, result.stderr[-5000:]
         found["summary"] = json.loads((out / "summary.json").read_text())
         found["calls"] = agent_calls(llm)
@@ -86,6 +87,16 @@ def test_a_pair_evaluated_again_reuses_its_outcome(trained: dict[str, Any]) -> N
     cache = summary["cache"]
     assert (cache["enabled"], cache["training_hits"], cache["test_hits"]) == (True, 2 * VAL, 0)
     assert cache["agent_calls"] == trained["calls"]
+
+
+def test_a_candidate_that_cannot_reach_the_beam_is_cut(trained: dict[str, Any]) -> None:
+    summary = trained["summary"]
+    ledger = rows(trained["out"], summary["run_id"])
+    ran = sum(1 for r in ledger if r["prompt_version"] == "v2")
+    # Cancelled as soon as it was enqueued; the runners may have taken one or two before.
+    assert summary["candidates_stopped_early"] == 1
+    assert summary["rollouts_cancelled"] == VAL - ran >= VAL - 2
+    assert summary["best_prompt_version"] == "v1"
 
 
 def test_a_repeated_outcome_is_no_new_data_point(trained: dict[str, Any]) -> None:

@@ -28,11 +28,12 @@ from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, Versioned
 
 from trainer.agent.prompt import Prompt, change_of
 from trainer.agent.template import TEMPLATE_ENGINE
-from trainer.apo.batch_wait import STORE_ERRORS, wait_for_batch
+from trainer.apo.batch_wait import STORE_ERRORS, BatchRun, HopelessCheck, cancel_queued, wait_for_batch
 from trainer.apo.demos import ExampleSearch
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.apo.observer import APOObserver
 from trainer.apo.optimizer_llm import optimizer_role
+from trainer.apo.racing import BeamCut
 from trainer.apo.resources import resources_id
 from trainer.apo.scoring import BatchTally, EndpointWatch, StoreLost, ValScore, tally
 from trainer.apo.span_reads import compact_span, spans_complete, worth_critiquing
@@ -56,9 +57,12 @@ class TrackedAPO(APO[Problem]):
         seed: Prompt | None = None,
         examples: ExampleSearch | None = None,
         reuses_outcomes: bool = False,
+        max_reward: float | None = None,
         **apo_kwargs: Any,
     ) -> None:
         super().__init__(client, **apo_kwargs)
+        self.max_reward = max_reward  # None: no early stop of hopeless candidates (trainer.apo.racing)
+        self._cut: BeamCut | None = None  # this round's scores, while its beam is being chosen
         # The rollout cache is on: a prompt's val tasks count once each in its pooled score.
         self.reuses_outcomes = reuses_outcomes
         self._counted: dict[str, set[str]] = {}  # label -> val tasks in its pooled score
@@ -248,24 +252,38 @@ class TrackedAPO(APO[Problem]):
         """
         if prompt.version in self._rejected:
             return [], 0.0
+        # Only a prompt with no score yet can be cut: a beam member's score pools earlier batches.
+        cut = self._cut if mode == "val" and prompt.version not in self._scores else None
         try:
-            results, task_ids = await self._run_batch(prompt, resource_name, dataset, mode)
+            run = await self._run_batch(prompt, resource_name, dataset, mode, cut)
         except STORE_ERRORS as exc:  # enqueueing or reading results back: the store went away
             raise StoreLost(f"the store at STORE_URL={self._store_name} stopped answering ({exc!r}); "
                             "nothing it held back was scored") from exc  # fmt: skip
+        results = run.results
         self._watch.observe(results)
         if mode == "train" and self.examples is not None:
             self.examples.pool.harvest(results)
-        batch = tally(results, planned=len(dataset), task_ids=task_ids)
+        batch = tally(results, planned=run.planned, task_ids=run.task_ids)
         if mode != "val":
             return results, batch.score.value if batch.score else 0.0
-        return results, self._record_val(prompt.version, batch)
+        if run.cancelled:
+            self.observer.candidate_stopped(prompt.version, ran=run.planned, cancelled=run.cancelled)
+        # Cut before any rollout ran (the bar is already the highest reward): no score, out of the beam.
+        score = self._record_val(prompt.version, batch) if run.planned else float("-inf")
+        if self._cut is not None:
+            self._cut.scores.append(score)
+        return results, score
 
     async def _run_batch(
-        self, prompt: VersionedPromptTemplate, resource_name: str, dataset: Sequence[Problem], mode: agl.RolloutMode
-    ) -> tuple[list[RolloutResultForAPO], list[str | None]]:
-        """Enqueue one rollout per task and wait for them; the finished ones' results and task ids,
-        in finishing order."""
+        self,
+        prompt: VersionedPromptTemplate,
+        resource_name: str,
+        dataset: Sequence[Problem],
+        mode: agl.RolloutMode,
+        cut: BeamCut | None = None,
+    ) -> BatchRun:
+        """Enqueue one rollout per task and wait for them (with ``cut``: until the prompt is hopeless,
+        then cancel what is still queued and wait for the rest); the finished ones, in finishing order."""
         store = self.get_store()
         resources: agl.NamedResources = {resource_name: prompt.prompt_template}
         # The run id in the resources id: runs sharing a store never evaluate each other's "v3".
@@ -274,17 +292,27 @@ class TrackedAPO(APO[Problem]):
             (await store.enqueue_rollout(input=task, mode=mode, resources_id=update.resources_id)).rollout_id
             for task in dataset
         ]
-        finished = await wait_for_batch(store, ids, timeout=self.rollout_batch_timeout, store_name=self._store_name)
-        if len(finished) < len(ids):
+        deadline = time.monotonic() + self.rollout_batch_timeout
+        hopeless = HopelessCheck(store, cut, len(ids)) if cut is not None else None
+        finished = await wait_for_batch(store, ids, timeout=self.rollout_batch_timeout, store_name=self._store_name,
+                                        stop=hopeless)  # fmt: skip
+        cancelled: set[str] = set()
+        if hopeless is not None and hopeless.stopped and len(finished) < len(ids):
+            cancelled = await cancel_queued(store, [i for i in ids if i not in {r.rollout_id for r in finished}])
+            live = [i for i in ids if i not in cancelled]
+            finished = await wait_for_batch(store, live, timeout=max(deadline - time.monotonic(), 0.0),
+                                            store_name=self._store_name)  # fmt: skip
+            logger.info("%s can no longer reach the beam: %d of its %d val rollouts cancelled",
+                        prompt.version, len(cancelled), len(ids))  # fmt: skip
+        if len(finished) < len(ids) - len(cancelled):
             logger.warning(
                 "%s: %d of %d rollouts finished within ROLLOUT_BATCH_TIMEOUT=%gs",
-                prompt.version, len(finished), len(ids), self.rollout_batch_timeout,
+                prompt.version, len(finished), len(ids) - len(cancelled), self.rollout_batch_timeout,
             )  # fmt: skip
-        if not finished:
-            return [], []
         finished.sort(key=lambda rollout: rollout.end_time or 0.0)
         task_ids = [r.input.get("id") if isinstance(r.input, dict) else None for r in finished]
-        return await self.get_rollout_results(finished), task_ids
+        results = await self.get_rollout_results(finished) if finished else []
+        return BatchRun(results, task_ids, planned=len(ids) - len(cancelled), cancelled=len(cancelled))
 
     @property
     def _store_name(self) -> str:
@@ -330,7 +358,11 @@ class TrackedAPO(APO[Problem]):
         kept = [c for c in candidates if c.version not in self._rejected]
         for rejected in (c for c in candidates if c.version in self._rejected):
             rejected.score = 0.0
-        beam = await super()._evaluate_and_select_beam(kept, resource_name, val_dataset_iterator, round_num)
+        self._cut = BeamCut(self.beam_width, self.max_reward) if self.max_reward is not None else None
+        try:
+            beam = await super()._evaluate_and_select_beam(kept, resource_name, val_dataset_iterator, round_num)
+        finally:
+            self._cut = None
         # APO stored each candidate's pooled score; a beam member's pool may have grown since.
         for member in beam:
             pooled = self._scores.get(member.version)

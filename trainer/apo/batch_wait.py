@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import agentlightning as agl
 import aiohttp
+from agentlightning.algorithm.apo.apo import RolloutResultForAPO
+from agentlightning.emitter.reward import find_final_reward
 
+from trainer.apo.racing import BeamCut
 from trainer.apo.scoring import StoreLost
 
 logger = logging.getLogger(__name__)
@@ -33,10 +37,54 @@ STORE_UNREACHABLE_SECONDS = 30.0
 STORE_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
+@dataclass(frozen=True)
+class BatchRun:
+    """What one evaluation ran: the finished rollouts' results and tasks (in finishing order), how
+    many rollouts count as planned, and how many queued ones were cancelled instead of run."""
+
+    results: list[RolloutResultForAPO]
+    task_ids: list[str | None]
+    planned: int
+    cancelled: int = 0
+
+
+class HopelessCheck:
+    """Asked after each poll: is the candidate hopeless yet (trainer.apo.racing)? Reads each finished
+    rollout's reward from the store once."""
+
+    def __init__(self, store: agl.LightningStore, cut: BeamCut, planned: int) -> None:
+        self.store, self.cut, self.planned = store, cut, planned
+        self.rewards: dict[str, float | None] = {}
+        self.stopped = False
+
+    async def __call__(self, finished: Sequence[agl.Rollout]) -> bool:
+        for rollout in finished:
+            if rollout.rollout_id not in self.rewards:
+                spans = await self.store.query_spans(rollout.rollout_id) if rollout.status == "succeeded" else []
+                self.rewards[rollout.rollout_id] = find_final_reward(spans)
+        rewards = [r for r in self.rewards.values() if r is not None]  # a fault is no data point
+        self.stopped = self.cut.hopeless(rewards, remaining=self.planned - len(finished))
+        return self.stopped
+
+
+async def cancel_queued(store: agl.LightningStore, ids: Sequence[str]) -> set[str]:
+    """Cancel those of ``ids`` no runner has taken yet (runners skip cancelled rollouts); their ids."""
+    queued = [r.rollout_id for r in await store.query_rollouts(rollout_id_in=list(ids)) if r.status == "queuing"]
+    for rollout_id in queued:
+        await store.update_rollout(rollout_id, status="cancelled")
+    return set(queued)
+
+
 async def wait_for_batch(
-    store: agl.LightningStore, ids: Sequence[str], *, timeout: float, store_name: str
+    store: agl.LightningStore,
+    ids: Sequence[str],
+    *,
+    timeout: float,
+    store_name: str,
+    stop: Callable[[Sequence[agl.Rollout]], Awaitable[bool]] | None = None,
 ) -> list[agl.Rollout]:
-    """The rollouts of ``ids`` that finished within ``timeout`` seconds (all of them, if they did)."""
+    """The rollouts of ``ids`` that finished within ``timeout`` seconds (all of them, if they did),
+    or those finished when ``stop`` (asked after each poll) said so."""
     deadline = time.monotonic() + timeout
     next_check = time.monotonic() + STORE_CHECK_SECONDS
     finished: list[agl.Rollout] = []
@@ -54,6 +102,8 @@ async def wait_for_batch(
             continue
         unreachable_since = None
         if len(finished) >= len(ids) or time.monotonic() >= deadline:
+            return finished
+        if stop is not None and await stop(finished):
             return finished
         await asyncio.sleep(BATCH_POLL_SECONDS)
 

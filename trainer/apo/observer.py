@@ -50,6 +50,9 @@ class APOObserver:
     def best_rescored(self, label: str, score: ValScore) -> None:
         """The best prompt was evaluated again; ``score`` is its current score (it may not have moved)."""
 
+    def candidate_stopped(self, label: str, *, ran: int, cancelled: int) -> None:
+        """A candidate's val batch was cut: ``cancelled`` rollouts could not have put it into the beam."""
+
     def branch_failed(self, parent: str, error: BaseException) -> None:
         """A critique or edit call failed: the child of ``parent`` is lost, the run goes on."""
 
@@ -99,6 +102,10 @@ class Observers(APOObserver):
     def best_rescored(self, label: str, score: ValScore) -> None:
         for observer in self.observers:
             observer.best_rescored(label, score)
+
+    def candidate_stopped(self, label: str, *, ran: int, cancelled: int) -> None:
+        for observer in self.observers:
+            observer.candidate_stopped(label, ran=ran, cancelled=cancelled)
 
     def branch_failed(self, parent: str, error: BaseException) -> None:
         for observer in self.observers:

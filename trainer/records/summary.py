@@ -173,6 +173,10 @@ class Summary(_Model):
     candidates_rejected: int
     rejected_reasons: dict[str, int]
     failed_optimizer_branches: int
+    # Defaults, so that summaries written before the cut load: candidates whose val batch stopped once
+    # they could no longer reach the beam, and the queued rollouts that spared (trainer.apo.racing).
+    candidates_stopped_early: int = 0
+    rollouts_cancelled: int = 0
     round_seconds: dict[str, float]
     apo_span_reads: SpanReads
     tracing: str
@@ -226,7 +230,8 @@ def print_summary(summary: Summary, console: Console) -> None:
     if summary.ledger_skipped.count:
         first = summary.ledger_skipped.lines[0] if summary.ledger_skipped.lines else ""
         facts.add_row("ledger lines skipped", escape(f"{summary.ledger_skipped.count} (not counted; first: {first})"))
-    facts.add_row("candidates", f"{summary.candidates} ({summary.candidates_rejected} rejected by the guard)")
+    stopped = f", {summary.candidates_stopped_early} stopped early" if summary.candidates_stopped_early else ""
+    facts.add_row("candidates", f"{summary.candidates} ({summary.candidates_rejected} rejected by the guard{stopped})")
     if (demos := summary.demonstrations) is not None:
         changed = ", ".join(f"{k}: {v}" for k, v in sorted(demos.candidates_by_change.items()))
         facts.add_row("candidates changed", changed or "-")

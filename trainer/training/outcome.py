@@ -112,6 +112,8 @@ def build_summary(
         candidates_rejected=progress.rejected,
         rejected_reasons=progress.rejected_reasons,
         failed_optimizer_branches=progress.failed_branches,
+        candidates_stopped_early=progress.stopped_early,
+        rollouts_cancelled=progress.rollouts_cancelled,
         round_seconds={str(k): round(v, 1) for k, v in progress.round_seconds.items()},
         apo_span_reads=SpanReads(rollouts_read=progress.rollouts_read, incomplete=progress.incomplete_reads),
         tracing="off" if settings.tracing == "off" else (f"collector {collector}" if collector else "store"),

@@ -42,6 +42,8 @@ class ProgressState:
     rejected: int = 0
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     failed_branches: int = 0
+    stopped_early: int = 0  # candidates whose val batch was cut: they could no longer reach the beam
+    rollouts_cancelled: int = 0  # ... the queued rollouts that cut spared
     round_seconds: dict[int, float] = field(default_factory=dict)
     rollouts: int = 0  # rollouts in the run's ledger
     rollouts_read: int = 0  # rollouts APO read back from the store
@@ -91,6 +93,12 @@ class Progress(APOObserver):
             reasons = dict(self._state.rejected_reasons)
             reasons[kind] = reasons.get(kind, 0) + 1
             self._state = replace(self._state, rejected=self._state.rejected + 1, rejected_reasons=reasons)
+
+    def candidate_stopped(self, label: str, *, ran: int, cancelled: int) -> None:
+        with self._lock:
+            state = self._state
+            self._state = replace(state, stopped_early=state.stopped_early + 1,
+                                  rollouts_cancelled=state.rollouts_cancelled + cancelled)  # fmt: skip
 
     def prompt_scored(self, label: str, *, round_number: int, batch: ValScore, current: ValScore, first: bool) -> None:
         with self._lock:

@@ -197,6 +197,7 @@ def build_algorithm(
         seed=prep.seed,
         examples=examples,
         reuses_outcomes=settings.uses_rollout_cache,
+        max_reward=prep.task.max_reward if settings.candidate_cut else None,
         gradient_model=endpoints.gradient_model,
         apply_edit_model=endpoints.edit_model,
         diversity_temperature=settings.optimizer_temperature,
