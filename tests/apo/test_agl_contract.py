@@ -36,6 +36,7 @@ from trainer.agent.model import ModelSpec
 from trainer.agent.solve import RolloutConfig
 from trainer.apo.algorithm import TrackedAPO
 from trainer.apo.span_reads import compact_span
+from trainer.config import Settings
 from trainer.math_task import MATH
 from trainer.telemetry.spans import ROLLOUT_SPAN_NAME, RolloutSpan
 from trainer.telemetry.tracers import CollectorTracer, NoTracer, RolloutTracer
@@ -208,7 +209,17 @@ def test_tracked_apo_constructor_kwargs_are_apo_parameters() -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "TrackedAPO"
     ]
     assert calls, "trainer/training/train.py no longer builds TrackedAPO(...): update this test"
-    ours = {"observer", "guard", "run_id", "store_url", "max_endpoint_failures", "seed", "examples", "reuses_outcomes"}
+    ours = {
+        "observer",
+        "guard",
+        "run_id",
+        "store_url",
+        "max_endpoint_failures",
+        "seed",
+        "examples",
+        "reuses_outcomes",
+        "max_reward",
+    }
     passed = {kw.arg for call in calls for kw in call.keywords if kw.arg} - ours
     params = inspect.signature(APO.__init__).parameters
     unknown = sorted(passed - set(params))
@@ -401,12 +412,23 @@ def test_client_server_strategy_takes_what_lightning_py_passes() -> None:
 
 def test_trainer_takes_what_lightning_py_passes() -> None:
     params = inspect.signature(agl.Trainer).parameters
-    needed = ["algorithm", "n_runners", "initial_resources", "adapter", "tracer", "strategy", "store"]
+    needed = ["algorithm", "n_runners", "initial_resources", "adapter", "tracer", "runner", "strategy", "store"]
     missing = [name for name in needed if name not in params or params[name].kind is inspect.Parameter.POSITIONAL_ONLY]
     assert not missing, changed("agl.Trainer's parameters", LIGHTNING, f"no keyword {missing}")
     fit = inspect.signature(agl.Trainer.fit)
     fit.bind(object(), object(), [], val_dataset=[])  # trainer/training/train.py: fit(agent, train, val_dataset=...)
     fit.bind(object(), object())  # trainer/training/runner.py: fit(agent)
+
+
+def test_a_runner_polls_the_store_as_often_as_lightning_py_asks() -> None:
+    from trainer.training.lightning import RUNNER_POLL_JITTER, RUNNER_POLL_SECONDS, lightning_trainer
+
+    runner = lightning_trainer(Settings(_env_file=None, runners=1), algorithm=None).runner  # type: ignore[call-arg]
+    assert isinstance(runner, agl.LitAgentRunner), changed("agl.Trainer(runner=...)", LIGHTNING)
+    # Private to the runner: what its poll loop waits between asks of an empty queue.
+    assert (runner._poll_interval, runner._interval_jitter) == (RUNNER_POLL_SECONDS, RUNNER_POLL_JITTER), changed(
+        "LitAgentRunner's poll_interval/interval_jitter", LIGHTNING
+    )
 
 
 def test_prompt_template_resource() -> None:
