@@ -13,7 +13,7 @@ Figures:
   Reported: the highest offered rate with zero loss in both sinks.
 - latency: span end -> visible in the store (polling ``query_spans`` every 20 ms), p50/p99, with
   one span exported per request (SimpleSpanProcessor), so the SDK's own batching delay is not
-  counted; the collector's batch processor (200 ms timeout) is.
+  counted; the collector's store path (batch/store, timeout 0: forwarded at once) is.
 
 Options: --quick (two small steps, few latency samples: checks the script, not figures to quote),
 --duration SECONDS per step, --rates R1,R2,...

@@ -33,6 +33,9 @@ from trainer.telemetry.otlp import OtlpPipeline, RolloutIds, install_ids_process
 logger = logging.getLogger(__name__)
 
 _instrumented = False
+# Seconds between a rollout's asks for its spans in the store: the first retry, and the longest.
+VISIBILITY_FIRST_RETRY = 0.005
+VISIBILITY_MAX_RETRY = 0.1
 
 
 def instrument_agno(provider: trace_api.TracerProvider | None = None) -> None:
@@ -132,7 +135,9 @@ class CollectorTracer(agl.OtelTracer):
         if store is None or expected == 0:
             return
         deadline = time.monotonic() + self.visibility_timeout
-        delay, seen = 0.02, 0
+        # The collector forwards the store path at once (collector/config.yaml, batch/store), so the
+        # spans are usually there on the first ask; then asks come quickly, slower only if they lag.
+        delay, seen = VISIBILITY_FIRST_RETRY, 0
         while True:
             spans = await store.query_spans(ids.rollout_id, ids.attempt_id)
             seen = len(spans)
@@ -141,7 +146,7 @@ class CollectorTracer(agl.OtelTracer):
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 1.5, VISIBILITY_MAX_RETRY)
         logger.warning(
             "rollout %s: %d of %d spans visible in the store after %.0fs; completing anyway",
             ids.rollout_id, seen, expected, self.visibility_timeout,
