@@ -298,7 +298,8 @@ class TrackedAPO(APO[Problem]):
                                         stop=hopeless)  # fmt: skip
         cancelled: set[str] = set()
         if hopeless is not None and hopeless.stopped and len(finished) < len(ids):
-            cancelled = await cancel_queued(store, [i for i in ids if i not in {r.rollout_id for r in finished}])
+            unfinished = [i for i in ids if i not in {r.rollout_id for r in finished}]
+            cancelled = await cancel_queued(store, unfinished, timeout=max(deadline - time.monotonic(), 0.0))
             live = [i for i in ids if i not in cancelled]
             finished = await wait_for_batch(store, live, timeout=max(deadline - time.monotonic(), 0.0),
                                             store_name=self._store_name)  # fmt: skip

@@ -67,11 +67,23 @@ class HopelessCheck:
         return self.stopped
 
 
-async def cancel_queued(store: agl.LightningStore, ids: Sequence[str]) -> set[str]:
-    """Cancel those of ``ids`` no runner has taken yet (runners skip cancelled rollouts); their ids."""
+async def cancel_queued(store: agl.LightningStore, ids: Sequence[str], *, timeout: float) -> set[str]:
+    """Cancel those of ``ids`` no runner has taken yet (runners skip cancelled rollouts); their ids.
+
+    A runner may take one between the look and the cancel. That one runs anyway and lands in the
+    ledger: it is waited for (up to ``timeout``), so the run's records are complete when the
+    evaluation ends, but it is not counted, like every other cancelled rollout.
+    """
     queued = [r.rollout_id for r in await store.query_rollouts(rollout_id_in=list(ids)) if r.status == "queuing"]
     for rollout_id in queued:
         await store.update_rollout(rollout_id, status="cancelled")
+    deadline = time.monotonic() + timeout
+    for rollout_id in queued:
+        while time.monotonic() < deadline:
+            attempts = await store.query_attempts(rollout_id)
+            if not attempts or attempts[-1].status not in ("preparing", "running"):
+                break
+            await asyncio.sleep(BATCH_POLL_SECONDS)
     return set(queued)
 
 
