@@ -41,6 +41,7 @@ lint: venv
 bench: venv binaries
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.pipeline
+	$(PY) -m benchmarks.versus_stock $(if $(QUICK),--quick)
 
 # The compose stack's figures (needs a Docker engine): image sizes, up-to-ready, a default
 # training in the stack, peak memory per service. QUICK=1: the tests' tiny training instead.

@@ -1,7 +1,8 @@
 """`make bench`: speed and memory figures of the trainer on this machine, printed, never asserted.
 
 Figures:
-- rollouts per second with 1 and with N runners (a baseline run: seed prompt on the val split);
+- rollouts per second with 1, N and more runners (a baseline run: seed prompt on the val split), each
+  against the model server's ceiling at that concurrency (the run's requests replayed straight at it);
 - median harness overhead per rollout: the runner's attempt time (from the store) minus the time
   spent inside the LLM request (from the rollout ledger);
 - wall time of one APO round at the default sizes, candidate guard on and off;
@@ -189,10 +190,47 @@ def tracing_overhead(root: Path, store_url: str, size: str) -> dict[str, Any]:
     return figures
 
 
+def throughput(root: Path, store_url: str, size: str, runner_counts: list[int]) -> dict[str, Any]:
+    """Baseline rollouts/s per runner count, each against the server's ceiling at that concurrency:
+    the run's own agent requests replayed straight at the same model server (benchmarks/ceiling.py)."""
+    from benchmarks.ceiling import agent_requests, replay
+    from trainer.config import EMBEDDED_MODEL_NAME, Settings
+    from trainer.data.splits import splits_for
+    from trainer.math_task import MATH
+    from trainer.serving.embedded_llm import EmbeddedLLMProcess
+
+    settings = Settings(_env_file=None, val_size=int(size), test_size=1)  # type: ignore[call-arg]
+    splits = splits_for(MATH, settings)
+    questions = {p["id"]: p["question"] for p in [*splits.train, *splits.val, *splits.test]}
+    figures: dict[str, Any] = {}
+    with EmbeddedLLMProcess(settings, root / "throughput-llm.log") as llm:
+        for runners in runner_counts:
+            out = root / f"throughput-{runners}"
+            summary, _, _ = run_training(
+                ["--algorithm", "baseline", "--val-size", size, "--test-size", "1", "--runners", str(runners),
+                 "--store-url", store_url],
+                out, OPENAI_BASE_URL=llm.base_url, AGENT_MODEL=EMBEDDED_MODEL_NAME,
+            )  # fmt: skip
+            rows = ledger(out, summary["run_id"])
+            rate = rollout_rate(rows)
+            ceiling = replay(llm.base_url, EMBEDDED_MODEL_NAME, agent_requests(rows, questions), runners,
+                             settings.max_reply_tokens)  # fmt: skip
+            figures[f"rollouts_per_second_{runners}_runner"] = round(rate, 3)
+            figures[f"server_ceiling_per_second_concurrency_{runners}"] = round(ceiling, 3)
+            figures[f"rollouts_vs_ceiling_{runners}_runner"] = round(rate / ceiling, 3)
+            figures[f"median_llm_seconds_{runners}_runner"] = round(
+                statistics.median(r["llm_seconds"] for r in rows), 3
+            )
+            figures[f"median_harness_overhead_seconds_{runners}_runner"] = round(harness_overhead(store_url, rows), 3)
+            print(f"{runners} runner(s): {rate:.3f} rollouts/s, the server alone {ceiling:.3f}/s", flush=True)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the script, not figures")
     parser.add_argument("--runners", type=int, default=2, help="N for the multi-runner figure")
+    parser.add_argument("--also-runners", type=int, nargs="*", default=[3, 4], help="more runner counts to measure")
     parser.add_argument(
         "--only", choices=["throughput", "round", "tracing"], action="append", help="run only these sections"
     )
@@ -204,20 +242,8 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, agl_store() as store_url:
         root = Path(tmp)
-        for runners in sorted({1, opts.runners}) if "throughput" in sections else []:
-            out = root / f"throughput-{runners}"
-            summary, _, _ = run_training(
-                ["--algorithm", "baseline", "--val-size", size, "--test-size", "1", "--runners", str(runners),
-                 "--store-url", store_url],
-                out,
-            )  # fmt: skip
-            rows = ledger(out, summary["run_id"])
-            figures[f"rollouts_per_second_{runners}_runner"] = round(rollout_rate(rows), 3)
-            figures[f"median_llm_seconds_{runners}_runner"] = round(
-                statistics.median(r["llm_seconds"] for r in rows), 3
-            )
-            figures[f"median_harness_overhead_seconds_{runners}_runner"] = round(harness_overhead(store_url, rows), 3)
-            print(f"{runners} runner(s): {figures[f'rollouts_per_second_{runners}_runner']} rollouts/s", flush=True)
+        if "throughput" in sections:
+            figures.update(throughput(root, store_url, size, sorted({1, opts.runners, *opts.also_runners})))
         round_args = ["--iterations", "1"] + (
             ["--val-size", "8", "--val-batch-size", "8", "--test-size", "4"] if opts.quick else []
         )

@@ -1,0 +1,123 @@
+"""Our default training beside stock Agent Lightning APO: same server, same data, same sizes.
+
+``python -m benchmarks.versus_stock`` (part of ``make bench``) starts one embedded model server and
+runs, one after the other against it:
+
+- ours: ``python -m trainer train`` with its defaults at the issue's sizes (40/20/30 problems, beam
+  2 x 2, 2 rounds, val batch 10, gradient batch 4);
+- stock: ``benchmarks/stock_apo.py`` (APO as ``examples/apo`` wires it, ``n_runners=2``) at the same sizes.
+
+Then it replays our run's agent requests straight at the server (benchmarks/ceiling.py) at our
+runner concurrency: the rollouts/s the server alone would give. Printed: wall time, agent and
+optimizer LLM calls, rollouts/s, rollouts/s against that ceiling, cache hits, and each ratio
+ours/stock. Figures, never assertions; one run on a noisy machine. ``--quick``: tiny sizes (checks
+the script, not figures to quote); ``--skip-stock``: ours and the ceiling only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.ceiling import agent_requests, replay
+from tests.support.env import trainer_env
+from trainer.config import EMBEDDED_MODEL_NAME, Settings
+from trainer.data.splits import splits_for
+from trainer.math_task import MATH
+from trainer.serving.embedded_llm import EmbeddedLLMProcess
+
+SIZES = {"train": 40, "val": 20, "test": 30}
+QUICK = {"train": 8, "val": 6, "test": 4}
+SEARCH = ["--beam-width", "2", "--branch-factor", "2", "--val-batch-size", "10", "--gradient-batch-size", "4"]
+
+
+def run_ours(out: Path, base_url: str, sizes: dict[str, int], rounds: int) -> dict[str, Any]:
+    args = [
+        sys.executable, "-m", "trainer", "train", "--output", str(out), "--iterations", str(rounds), *SEARCH,
+        *(f for split, n in sizes.items() for f in (f"--{split}-size", str(n))),
+    ]  # fmt: skip
+    env = trainer_env(OPENAI_BASE_URL=base_url, AGENT_MODEL=EMBEDDED_MODEL_NAME, LOG_LEVEL="WARNING")
+    started = time.monotonic()
+    with (out.parent / "ours.log").open("w") as log:
+        code = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=log, timeout=7200).returncode
+    wall = time.monotonic() - started
+    if code != 0:
+        raise RuntimeError(f"our training failed ({code}); see {out.parent / 'ours.log'}")
+    summary = json.loads((out / "summary.json").read_text())
+    rows = [json.loads(x) for x in (out / "runs" / summary["run_id"] / "rollouts.jsonl").read_text().splitlines()]
+    calls = sum(1 for r in rows if not r.get("cache_hit") and r["status"] != "bad_template")
+    return {
+        "wall_seconds": round(wall, 1),
+        "training_rollouts": len(rows),
+        "agent_calls": calls,
+        "test_agent_calls": summary["cache"]["agent_calls"] - calls,
+        "cache_hits": summary["cache"]["training_hits"],
+        "optimizer_calls": sum(v["calls"] for v in summary["tokens"]["optimizer"].values()),
+        "best_val_score": summary["best_val_score"],
+        "seed_test_score": summary["seed_test_score"],
+        "best_test_score": summary["best_test_score"],
+        "rows": rows,
+    }
+
+
+def run_stock(out: Path, base_url: str, sizes: dict[str, int], rounds: int) -> dict[str, Any]:
+    args = [
+        sys.executable, "-m", "benchmarks.stock_apo", "--base-url", base_url, "--model", EMBEDDED_MODEL_NAME,
+        "--out", str(out), "--rounds", str(rounds),
+        *(f for split, n in sizes.items() for f in (f"--{split}-size", str(n))),
+    ]  # fmt: skip
+    with (out.parent / "stock.log").open("w") as log:
+        code = subprocess.run(args, env=trainer_env(), stdout=log, stderr=subprocess.STDOUT, timeout=7200).returncode
+    if code != 0:
+        raise RuntimeError(f"stock APO failed ({code}); see {out.parent / 'stock.log'}")
+    result: dict[str, Any] = json.loads((out / "stock.json").read_text())
+    result["training_rollouts"] = result["agent_calls"]  # one call per rollout
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not figures")
+    parser.add_argument("--skip-stock", action="store_true", help="ours and the server's ceiling only")
+    opts = parser.parse_args()
+    sizes, rounds = (QUICK, 1) if opts.quick else (SIZES, 2)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    splits = splits_for(MATH, Settings(_env_file=None, **{f"{k}_size": v for k, v in sizes.items()}))  # type: ignore[call-arg]
+    questions = {p["id"]: p["question"] for p in [*splits.train, *splits.val, *splits.test]}
+    figures: dict[str, Any] = {"sizes": sizes, "rounds": rounds, "runners": settings.runners}
+    with tempfile.TemporaryDirectory(prefix="bench-stock-") as tmp:
+        root = Path(tmp)
+        with EmbeddedLLMProcess(settings, root / "llm.log") as llm:
+            ours = run_ours(root / "ours", llm.base_url, sizes, rounds)
+            requests = agent_requests(ours.pop("rows"), questions)[:80]
+            ceiling = replay(llm.base_url, EMBEDDED_MODEL_NAME, requests, settings.runners, settings.max_reply_tokens)
+            figures["server_ceiling_rollouts_per_second"] = round(ceiling, 3)
+            figures["ours"] = ours
+            print(f"ours: {json.dumps(ours)}\nceiling at concurrency {settings.runners}: {ceiling:.3f}/s", flush=True)
+            if not opts.skip_stock:
+                figures["stock"] = run_stock(root / "stock", llm.base_url, sizes, rounds)
+                figures["stock"].pop("best_prompt", None)
+                print(f"stock: {json.dumps(figures['stock'])}", flush=True)
+    for name in ("ours", "stock"):
+        run = figures.get(name)
+        if run is not None:
+            run["rollouts_per_second"] = round(run["training_rollouts"] / run["wall_seconds"], 3)
+            run["rollouts_per_second_vs_ceiling"] = round(run["rollouts_per_second"] / ceiling, 3)
+    if "stock" in figures:
+        figures["ratio_ours_to_stock"] = {
+            key: round(figures["ours"][key] / figures["stock"][key], 3)
+            for key in ("wall_seconds", "agent_calls", "optimizer_calls", "rollouts_per_second")
+            if figures["stock"].get(key)
+        }
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
