@@ -72,8 +72,11 @@ def run_stock(out: Path, base_url: str, sizes: dict[str, int], rounds: int) -> d
         "--out", str(out), "--rounds", str(rounds),
         *(f for split, n in sizes.items() for f in (f"--{split}-size", str(n))),
     ]  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    env = trainer_env(PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     with (out.parent / "stock.log").open("w") as log:
-        code = subprocess.run(args, env=trainer_env(), stdout=log, stderr=subprocess.STDOUT, timeout=7200).returncode
+        # cwd: the AgentOps tracer writes agentops.log into the working directory.
+        code = subprocess.run(args, env=env, cwd=out, stdout=log, stderr=subprocess.STDOUT, timeout=7200).returncode
     if code != 0:
         raise RuntimeError(f"stock APO failed ({code}); see {out.parent / 'stock.log'}")
     result: dict[str, Any] = json.loads((out / "stock.json").read_text())
