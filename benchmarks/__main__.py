@@ -34,7 +34,7 @@ from typing import Any
 
 import psutil
 
-from tests.support.trainer_cli import clean_env as trainer_env
+from tests.support.env import trainer_env
 from trainer.serving.probes import free_port
 
 
