@@ -109,3 +109,13 @@ def test_modules_stay_readable() -> None:
 def test_every_module_says_why_it_exists() -> None:
     missing = [name for name, path in modules().items() if not ast.get_docstring(ast.parse(path.read_text()))]
     assert missing == []
+
+
+def test_every_benchmark_script_imports() -> None:
+    """`make bench*` runs rarely: a moved helper must fail here, not an hour into a benchmark."""
+    import importlib
+
+    scripts = sorted((REPO / "benchmarks").glob("*.py"))
+    assert scripts
+    for path in scripts:
+        importlib.import_module("benchmarks" if path.stem == "__init__" else f"benchmarks.{path.stem}")
