@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
@@ -88,6 +89,7 @@ def test_a_hopeless_candidate_stops_and_its_queued_rollouts_are_cancelled(tmp_pa
         )  # fmt: skip
         spec = ModelSpec(server.base_url, "agent", None, temperature=0.0, max_tokens=64, timeout=10.0, max_retries=0)
         tracer, store = TRACER, agl.InMemoryLightningStore()
+        reads = count_span_reads(store, mp)
         lightning = agl.Trainer(
             algorithm=algorithm, n_runners=1, store=store, adapter=agl.TraceToMessages(), tracer=tracer,
             strategy=agl.SharedMemoryExecutionStrategy(n_runners=1, main_thread="algorithm", join_timeout=10.0),
@@ -108,3 +110,18 @@ def test_a_hopeless_candidate_stops_and_its_queued_rollouts_are_cancelled(tmp_pa
     scored = dict((e[1], e[4]) for e in observer.named("prompt_scored"))
     assert scored["v1"].n == ran and scored["v1"].value == 0.0
     assert algorithm.best_label == "v0"
+    # The cut read each finished rollout's spans for its reward; the batch's results reuse that read.
+    seed_reads = {reads[r.rollout_id] for r in rollouts if r.resources_id == "run-cut~v0" and r.mode == "val"}
+    assert seed_reads == {reads[r.rollout_id] for r in by_status["succeeded"]}, (seed_reads, reads)
+
+
+def count_span_reads(store: agl.InMemoryLightningStore, mp: pytest.MonkeyPatch) -> Counter[str]:
+    reads: Counter[str] = Counter()
+    query_spans = store.query_spans
+
+    async def counted(rollout_id: str, *args: Any, **kwargs: Any) -> Any:
+        reads[rollout_id] += 1
+        return await query_spans(rollout_id, *args, **kwargs)
+
+    mp.setattr(store, "query_spans", counted)
+    return reads

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import agentlightning as agl
@@ -28,7 +28,7 @@ from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, Versioned
 
 from trainer.agent.prompt import Prompt, change_of
 from trainer.agent.template import TEMPLATE_ENGINE
-from trainer.apo.batch_wait import STORE_ERRORS, BatchRun, HopelessCheck, cancel_queued, wait_for_batch
+from trainer.apo.batch_wait import STORE_ERRORS, BatchRun, HopelessCheck, apo_result, cancel_queued, wait_for_batch
 from trainer.apo.demos import ExampleSearch
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.apo.observer import APOObserver
@@ -211,6 +211,7 @@ class TrackedAPO(APO[Problem]):
         rollout: list[agl.Rollout],
         *,
         prefix: str | None = None,
+        read: Mapping[str, Sequence[agl.Span]] | None = None,
     ) -> list[RolloutResultForAPO]:
         """What the critique sees: messages intact, spans cut down to the rollout's own record.
 
@@ -218,8 +219,16 @@ class TrackedAPO(APO[Problem]):
         that is thousands of tokens per rollout (raw request/response JSON), which overflowed an
         8k context in a measured run and says nothing the conversation does not. The full spans
         stay in the store (and Jaeger); the critique gets the root span's attributes and status.
+        ``read``: spans already read for some of the rollouts (by the cut), not read again.
         """
-        results = await super().get_rollout_results(rollout, prefix=prefix)
+        read = read or {}
+        unread = iter(
+            await super().get_rollout_results([r for r in rollout if r.rollout_id not in read], prefix=prefix)
+        )
+        adapter = self.get_adapter()
+        results = [
+            apo_result(r, read[r.rollout_id], adapter) if r.rollout_id in read else next(unread) for r in rollout
+        ]
         incomplete = sum(1 for result in results if not spans_complete(result["spans"]))
         self.observer.rollouts_read(len(results), incomplete)
         if incomplete:
@@ -312,7 +321,8 @@ class TrackedAPO(APO[Problem]):
             )  # fmt: skip
         finished.sort(key=lambda rollout: rollout.end_time or 0.0)
         task_ids = [r.input.get("id") if isinstance(r.input, dict) else None for r in finished]
-        results = await self.get_rollout_results(finished) if finished else []
+        read = hopeless.read if hopeless is not None else None
+        results = await self.get_rollout_results(finished, read=read) if finished else []
         return BatchRun(results, task_ids, planned=len(ids) - len(cancelled), cancelled=len(cancelled))
 
     @property

@@ -22,6 +22,7 @@ from agentlightning.emitter.reward import find_final_reward
 
 from trainer.apo.racing import BeamCut
 from trainer.apo.scoring import StoreLost
+from trainer.apo.span_reads import spans_complete
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,13 @@ class BatchRun:
 
 class HopelessCheck:
     """Asked after each poll: is the candidate hopeless yet (trainer.apo.racing)? Reads each finished
-    rollout's reward from the store once."""
+    rollout's spans from the store once, for its reward; ``read`` keeps the complete ones, so that the
+    batch's results need not read them again (:func:`apo_result`)."""
 
     def __init__(self, store: agl.LightningStore, cut: BeamCut, planned: int) -> None:
         self.store, self.cut, self.planned = store, cut, planned
         self.rewards: dict[str, float | None] = {}
+        self.read: dict[str, Sequence[agl.Span]] = {}
         self.stopped = False
 
     async def __call__(self, finished: Sequence[agl.Rollout]) -> bool:
@@ -62,9 +65,22 @@ class HopelessCheck:
             if rollout.rollout_id not in self.rewards:
                 spans = await self.store.query_spans(rollout.rollout_id) if rollout.status == "succeeded" else []
                 self.rewards[rollout.rollout_id] = find_final_reward(spans)
+                # An incomplete read (spans still on their way) is read again at the end, as before.
+                if spans and spans_complete([span.model_dump() for span in spans]):
+                    self.read[rollout.rollout_id] = spans
         rewards = [r for r in self.rewards.values() if r is not None]  # a fault is no data point
         self.stopped = self.cut.hopeless(rewards, remaining=self.planned - len(finished))
         return self.stopped
+
+
+def apo_result(rollout: agl.Rollout, spans: Sequence[agl.Span], adapter: agl.TraceToMessages) -> RolloutResultForAPO:
+    """What stock ``APO.get_rollout_results`` makes of one rollout's spans (tests/apo pins its shape)."""
+    return RolloutResultForAPO(
+        status=rollout.status,
+        final_reward=find_final_reward(spans),
+        spans=[span.model_dump() for span in spans],
+        messages=adapter.adapt(spans),
+    )
 
 
 async def cancel_queued(store: agl.LightningStore, ids: Sequence[str], *, timeout: float) -> set[str]:
