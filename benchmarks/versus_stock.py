@@ -11,7 +11,9 @@ Then it replays our run's agent requests straight at the server (benchmarks/ceil
 runner concurrency: the rollouts/s the server alone would give. Printed: wall time, agent and
 optimizer LLM calls, rollouts/s, rollouts/s against that ceiling, cache hits, and each ratio
 ours/stock. Figures, never assertions; one run on a noisy machine. ``--quick``: tiny sizes (checks
-the script, not figures to quote); ``--skip-stock``: ours and the ceiling only.
+the script, not figures to quote); ``--skip-stock``: ours and the ceiling only; ``--keep DIR``: both
+runs' output directories and logs stay in DIR (else a temporary directory that goes afterwards; a
+failed run's log tail is printed either way).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,8 @@ from trainer.serving.embedded_llm import EmbeddedLLMProcess
 
 SIZES = {"train": 40, "val": 20, "test": 30}
 QUICK = {"train": 8, "val": 6, "test": 4}
+# Lines of a failed run's log printed before the benchmark gives up on it.
+LOG_TAIL_LINES = 40
 SEARCH = ["--beam-width", "2", "--branch-factor", "2", "--val-batch-size", "10", "--gradient-batch-size", "4"]
 
 
@@ -48,7 +53,7 @@ def run_ours(out: Path, base_url: str, sizes: dict[str, int], rounds: int) -> di
         code = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=log, timeout=7200).returncode
     wall = time.monotonic() - started
     if code != 0:
-        raise RuntimeError(f"our training failed ({code}); see {out.parent / 'ours.log'}")
+        raise RuntimeError(failed("our training", code, out.parent / "ours.log"))
     summary = json.loads((out / "summary.json").read_text())
     rows = [json.loads(x) for x in (out / "runs" / summary["run_id"] / "rollouts.jsonl").read_text().splitlines()]
     calls = sum(1 for r in rows if not r.get("cache_hit") and r["status"] != "bad_template")
@@ -59,6 +64,8 @@ def run_ours(out: Path, base_url: str, sizes: dict[str, int], rounds: int) -> di
         "test_agent_calls": summary["cache"]["agent_calls"] - calls,
         "cache_hits": summary["cache"]["training_hits"],
         "optimizer_calls": sum(v["calls"] for v in summary["tokens"]["optimizer"].values()),
+        "optimizer_seconds": round(sum(v["seconds"] for v in summary["tokens"]["optimizer"].values()), 1),
+        "round_seconds": summary["round_seconds"],
         "best_val_score": summary["best_val_score"],
         "seed_test_score": summary["seed_test_score"],
         "best_test_score": summary["best_test_score"],
@@ -78,23 +85,39 @@ def run_stock(out: Path, base_url: str, sizes: dict[str, int], rounds: int) -> d
         # cwd: the AgentOps tracer writes agentops.log into the working directory.
         code = subprocess.run(args, env=env, cwd=out, stdout=log, stderr=subprocess.STDOUT, timeout=7200).returncode
     if code != 0:
-        raise RuntimeError(f"stock APO failed ({code}); see {out.parent / 'stock.log'}")
+        raise RuntimeError(failed("stock APO", code, out.parent / "stock.log"))
     result: dict[str, Any] = json.loads((out / "stock.json").read_text())
     result["training_rollouts"] = result["agent_calls"]  # one call per rollout
     return result
+
+
+def failed(what: str, code: int, log: Path) -> str:
+    """Why a run failed, with its log's tail: the log may live in a directory about to go."""
+    tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    return f"{what} exited {code}; last {len(tail)} lines of {log}:\n" + "\n".join(tail)
+
+
+def workdir(keep: Path | None) -> AbstractContextManager[str]:
+    if keep is None:
+        return tempfile.TemporaryDirectory(prefix="bench-stock-")
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):  # an earlier run's output dir would make ours a continuation
+        raise SystemExit(f"--keep {keep}: the directory is not empty")
+    return nullcontext(str(keep))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not figures")
     parser.add_argument("--skip-stock", action="store_true", help="ours and the server's ceiling only")
+    parser.add_argument("--keep", type=Path, help="keep both runs' directories and logs here")
     opts = parser.parse_args()
     sizes, rounds = (QUICK, 1) if opts.quick else (SIZES, 2)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     splits = splits_for(MATH, Settings(_env_file=None, **{f"{k}_size": v for k, v in sizes.items()}))  # type: ignore[call-arg]
     questions = {p["id"]: p["question"] for p in [*splits.train, *splits.val, *splits.test]}
     figures: dict[str, Any] = {"sizes": sizes, "rounds": rounds, "runners": settings.runners}
-    with tempfile.TemporaryDirectory(prefix="bench-stock-") as tmp:
+    with workdir(opts.keep) as tmp:
         root = Path(tmp)
         with EmbeddedLLMProcess(settings, root / "llm.log") as llm:
             ours = run_ours(root / "ours", llm.base_url, sizes, rounds)
