@@ -262,6 +262,11 @@ def test_apo_data_types() -> None:
     assert "span.model_dump()" in source, changed(
         "how APO hands spans to get_rollout_results' callers", ALGORITHM, "spans_complete/compact_span read dicts"
     )
+    # batch_wait.apo_result makes the same result out of spans the cut already read.
+    for step in ("adapter.adapt(spans)", "find_final_reward(spans)", "status=r.status"):
+        assert step in source, changed(
+            "how APO turns a rollout's spans into its result", "trainer/apo/batch_wait.py", step
+        )
 
 
 def test_apo_private_module_details_the_in_process_test_patches() -> None:
