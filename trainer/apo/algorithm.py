@@ -28,7 +28,7 @@ from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, Versioned
 
 from trainer.agent.prompt import Prompt, change_of
 from trainer.agent.template import TEMPLATE_ENGINE
-from trainer.apo.batch_wait import STORE_ERRORS, BatchRun, HopelessCheck, apo_result, cancel_queued, wait_for_batch
+from trainer.apo.batch_wait import STORE_ERRORS, BatchRun, HopelessCheck, cancel_queued, wait_for_batch, with_read
 from trainer.apo.demos import ExampleSearch
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.apo.observer import APOObserver
@@ -222,13 +222,8 @@ class TrackedAPO(APO[Problem]):
         ``read``: spans already read for some of the rollouts (by the cut), not read again.
         """
         read = read or {}
-        unread = iter(
-            await super().get_rollout_results([r for r in rollout if r.rollout_id not in read], prefix=prefix)
-        )
-        adapter = self.get_adapter()
-        results = [
-            apo_result(r, read[r.rollout_id], adapter) if r.rollout_id in read else next(unread) for r in rollout
-        ]
+        fresh = await super().get_rollout_results([r for r in rollout if r.rollout_id not in read], prefix=prefix)
+        results = with_read(rollout, read, fresh, self.get_adapter())
         incomplete = sum(1 for result in results if not spans_complete(result["spans"]))
         self.observer.rollouts_read(len(results), incomplete)
         if incomplete:

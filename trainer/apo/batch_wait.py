@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import agentlightning as agl
@@ -81,6 +81,18 @@ def apo_result(rollout: agl.Rollout, spans: Sequence[agl.Span], adapter: agl.Tra
         spans=[span.model_dump() for span in spans],
         messages=adapter.adapt(spans),
     )
+
+
+def with_read(
+    rollouts: Sequence[agl.Rollout],
+    read: Mapping[str, Sequence[agl.Span]],
+    fresh: Sequence[RolloutResultForAPO],
+    adapter: agl.TraceToMessages,
+) -> list[RolloutResultForAPO]:
+    """The results of ``rollouts`` in their order: from spans already ``read``, else the next of
+    ``fresh`` (what APO read for the others, in order)."""
+    others = iter(fresh)
+    return [apo_result(r, read[r.rollout_id], adapter) if r.rollout_id in read else next(others) for r in rollouts]
 
 
 async def cancel_queued(store: agl.LightningStore, ids: Sequence[str], *, timeout: float) -> set[str]:
