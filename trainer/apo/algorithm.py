@@ -28,7 +28,7 @@ from agentlightning.algorithm.apo.apo import APO, RolloutResultForAPO, Versioned
 
 from trainer.agent.prompt import Prompt, change_of
 from trainer.agent.template import TEMPLATE_ENGINE
-from trainer.apo.batch_wait import STORE_ERRORS, BatchRun, HopelessCheck, cancel_queued, wait_for_batch, with_read
+from trainer.apo.batch_wait import STORE_ERRORS, BatchRun, HopelessCheck, cancel_queued, wait_for_batch
 from trainer.apo.demos import ExampleSearch
 from trainer.apo.guard import GuardLimits, rejection_reason
 from trainer.apo.observer import APOObserver
@@ -211,7 +211,7 @@ class TrackedAPO(APO[Problem]):
         rollout: list[agl.Rollout],
         *,
         prefix: str | None = None,
-        read: Mapping[str, Sequence[agl.Span]] | None = None,
+        read: Mapping[str, RolloutResultForAPO] | None = None,
     ) -> list[RolloutResultForAPO]:
         """What the critique sees: messages intact, spans cut down to the rollout's own record.
 
@@ -219,11 +219,11 @@ class TrackedAPO(APO[Problem]):
         that is thousands of tokens per rollout (raw request/response JSON), which overflowed an
         8k context in a measured run and says nothing the conversation does not. The full spans
         stay in the store (and Jaeger); the critique gets the root span's attributes and status.
-        ``read``: spans already read for some of the rollouts (by the cut), not read again.
+        ``read``: results already read for some of the rollouts (by the cut), not read again.
         """
         read = read or {}
-        fresh = await super().get_rollout_results([r for r in rollout if r.rollout_id not in read], prefix=prefix)
-        results = with_read(rollout, read, fresh, self.get_adapter())
+        fresh = iter(await super().get_rollout_results([r for r in rollout if r.rollout_id not in read], prefix=prefix))
+        results = [read[r.rollout_id] if r.rollout_id in read else next(fresh) for r in rollout]  # in their order
         incomplete = sum(1 for result in results if not spans_complete(result["spans"]))
         self.observer.rollouts_read(len(results), incomplete)
         if incomplete:
@@ -297,7 +297,7 @@ class TrackedAPO(APO[Problem]):
             for task in dataset
         ]
         deadline = time.monotonic() + self.rollout_batch_timeout
-        hopeless = HopelessCheck(store, cut, len(ids)) if cut is not None else None
+        hopeless = HopelessCheck(store, cut, len(ids), self.get_adapter()) if cut is not None else None
         finished = await wait_for_batch(store, ids, timeout=self.rollout_batch_timeout, store_name=self._store_name,
                                         stop=hopeless)  # fmt: skip
         cancelled: set[str] = set()

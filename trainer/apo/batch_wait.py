@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import agentlightning as agl
@@ -51,23 +51,27 @@ class BatchRun:
 
 class HopelessCheck:
     """Asked after each poll: is the candidate hopeless yet (trainer.apo.racing)? Reads each finished
-    rollout's spans from the store once, for its reward; ``read`` keeps the complete ones, so that the
-    batch's results need not read them again (:func:`apo_result`)."""
+    rollout from the store once, for its reward; ``read`` keeps the complete results, so that the
+    batch's results need not read them again."""
 
-    def __init__(self, store: agl.LightningStore, cut: BeamCut, planned: int) -> None:
-        self.store, self.cut, self.planned = store, cut, planned
+    def __init__(self, store: agl.LightningStore, cut: BeamCut, planned: int, adapter: agl.TraceToMessages) -> None:
+        self.store, self.cut, self.planned, self.adapter = store, cut, planned, adapter
         self.rewards: dict[str, float | None] = {}
-        self.read: dict[str, Sequence[agl.Span]] = {}
+        self.read: dict[str, RolloutResultForAPO] = {}
         self.stopped = False
 
     async def __call__(self, finished: Sequence[agl.Rollout]) -> bool:
         for rollout in finished:
-            if rollout.rollout_id not in self.rewards:
-                spans = await self.store.query_spans(rollout.rollout_id) if rollout.status == "succeeded" else []
-                self.rewards[rollout.rollout_id] = find_final_reward(spans)
-                # An incomplete read (spans still on their way) is read again at the end, as before.
-                if spans and spans_complete([span.model_dump() for span in spans]):
-                    self.read[rollout.rollout_id] = spans
+            if rollout.rollout_id in self.rewards:
+                continue
+            if rollout.status != "succeeded":
+                self.rewards[rollout.rollout_id] = None
+                continue
+            result = apo_result(rollout, await self.store.query_spans(rollout.rollout_id), self.adapter)
+            self.rewards[rollout.rollout_id] = result["final_reward"]
+            # An incomplete read (spans still on their way) is read again at the end, as before.
+            if result["spans"] and spans_complete(result["spans"]):
+                self.read[rollout.rollout_id] = result
         rewards = [r for r in self.rewards.values() if r is not None]  # a fault is no data point
         self.stopped = self.cut.hopeless(rewards, remaining=self.planned - len(finished))
         return self.stopped
@@ -81,18 +85,6 @@ def apo_result(rollout: agl.Rollout, spans: Sequence[agl.Span], adapter: agl.Tra
         spans=[span.model_dump() for span in spans],
         messages=adapter.adapt(spans),
     )
-
-
-def with_read(
-    rollouts: Sequence[agl.Rollout],
-    read: Mapping[str, Sequence[agl.Span]],
-    fresh: Sequence[RolloutResultForAPO],
-    adapter: agl.TraceToMessages,
-) -> list[RolloutResultForAPO]:
-    """The results of ``rollouts`` in their order: from spans already ``read``, else the next of
-    ``fresh`` (what APO read for the others, in order)."""
-    others = iter(fresh)
-    return [apo_result(r, read[r.rollout_id], adapter) if r.rollout_id in read else next(others) for r in rollouts]
 
 
 async def cancel_queued(store: agl.LightningStore, ids: Sequence[str], *, timeout: float) -> set[str]:
