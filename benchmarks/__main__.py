@@ -175,10 +175,10 @@ def spans_missing(store_url: str, rows: list[dict[str, Any]]) -> int:
     return asyncio.run(count())
 
 
-def harness_overhead(store_url: str, rows: list[dict[str, Any]]) -> float:
-    """Median of (runner attempt duration - time inside the LLM request), in seconds."""
+def harness_overhead(durations: dict[str, float], rows: list[dict[str, Any]]) -> float:
+    """Median of (runner attempt duration, from :func:`attempt_seconds`, - time inside the LLM
+    request), in seconds."""
     llm_seconds = {r["rollout_id"]: r["llm_seconds"] for r in rows}
-    durations = attempt_seconds(store_url, rows)
     return statistics.median(durations[r] - llm_seconds[r] for r in durations)
 
 
@@ -194,24 +194,24 @@ def tracing_overhead(root: Path, store_url: str, size: str) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     args = ["--algorithm", "baseline", "--val-size", size, "--test-size", "1", "--runners", "1"]
 
-    def measure(mode: str, store: str, base_url: str, **env: str) -> list[dict[str, Any]]:
+    def train(mode: str, store: str, base_url: str, **env: str) -> list[dict[str, Any]]:
         out = root / f"tracing-{mode}"
         summary, _, _ = run_training([*args, "--store-url", store], out, OPENAI_BASE_URL=base_url,
                                      AGENT_MODEL=EMBEDDED_MODEL_NAME, **env)  # fmt: skip
-        rows = ledger(out, summary["run_id"])
-        figures[f"tracing_{mode}_median_rollout_seconds"] = round(
-            statistics.median(attempt_seconds(store, rows).values()), 3
-        )
+        return ledger(out, summary["run_id"])
+
+    def measure(mode: str, store: str, base_url: str, **env: str) -> list[dict[str, Any]]:
+        rows = train(mode, store, base_url, **env)
+        durations = attempt_seconds(store, rows)
+        figures[f"tracing_{mode}_median_rollout_seconds"] = round(statistics.median(durations.values()), 3)
         figures[f"tracing_{mode}_median_llm_seconds"] = round(statistics.median(r["llm_seconds"] for r in rows), 3)
-        figures[f"tracing_{mode}_median_harness_overhead_seconds"] = round(harness_overhead(store, rows), 3)
+        figures[f"tracing_{mode}_median_harness_overhead_seconds"] = round(harness_overhead(durations, rows), 3)
         print(f"tracing {mode}: {figures[f'tracing_{mode}_median_rollout_seconds']} s a rollout", flush=True)
         return rows
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     with EmbeddedLLMProcess(settings, root / "tracing-llm.log") as llm:
-        measure("warmup", store_url, llm.base_url, TRACING="off")
-        for key in [k for k in figures if k.startswith("tracing_warmup_")]:
-            del figures[key]
+        train("warmup", store_url, llm.base_url, TRACING="off")
         measure("off", store_url, llm.base_url, TRACING="off")
         measure("store", store_url, llm.base_url)
         if missing_binaries():
@@ -261,7 +261,9 @@ def throughput(root: Path, store_url: str, size: str, runner_counts: list[int]) 
             figures[f"median_llm_seconds_{runners}_runner"] = round(
                 statistics.median(r["llm_seconds"] for r in rows), 3
             )
-            figures[f"median_harness_overhead_seconds_{runners}_runner"] = round(harness_overhead(store_url, rows), 3)
+            figures[f"median_harness_overhead_seconds_{runners}_runner"] = round(
+                harness_overhead(attempt_seconds(store_url, rows), rows), 3
+            )
             print(f"{runners} runner(s): {rate:.3f} rollouts/s, the server alone {ceiling:.3f}/s", flush=True)
     return figures
 
