@@ -419,6 +419,18 @@ def test_client_server_strategy_takes_what_lightning_py_passes() -> None:
     )
 
 
+def test_the_strategy_step_runners_first_wraps() -> None:
+    """lightning.py's RunnersFirst wraps the algorithm bundle _execute_algorithm gets, which stops the
+    managed store server when that bundle returns, and names runner processes runner-N."""
+    step = agl.ClientServerExecutionStrategy._execute_algorithm
+    assert inspect.iscoroutinefunction(step), changed("ClientServerExecutionStrategy._execute_algorithm", LIGHTNING)
+    assert list(inspect.signature(step).parameters) == ["self", "algorithm", "store", "stop_evt"], changed(
+        "ClientServerExecutionStrategy._execute_algorithm", LIGHTNING
+    )
+    source = inspect.getsource(agl.ClientServerExecutionStrategy)
+    assert 'name=f"runner-{i}"' in source, changed("ClientServerExecutionStrategy's runner process names", LIGHTNING)
+
+
 def test_trainer_takes_what_lightning_py_passes() -> None:
     params = inspect.signature(agl.Trainer).parameters
     needed = ["algorithm", "n_runners", "initial_resources", "adapter", "tracer", "runner", "strategy", "store"]
