@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 from collections import Counter
 from types import SimpleNamespace
@@ -63,7 +64,9 @@ def test_the_cut_never_drops_a_candidate_that_could_still_enter_the_beam(n: int,
                 assert ahead >= beam_width, (earlier, rewards, seen)
 
 
-def test_a_hopeless_candidate_stops_and_its_queued_rollouts_are_cancelled(tmp_path: Any) -> None:
+def test_a_hopeless_candidate_stops_and_its_queued_rollouts_are_cancelled(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """Beam 1: the seed is right on half of the val tasks; its one child is always wrong, so after
     half the batch failed it can at best tie with the seed, and what is still queued is cancelled."""
     problems = generate_problems(14, seed=5)
@@ -96,7 +99,8 @@ def test_a_hopeless_candidate_stops_and_its_queued_rollouts_are_cancelled(tmp_pa
             runner=agl.LitAgentRunner(tracer=tracer, poll_interval=0.02, interval_jitter=0.0),
             initial_resources={"prompt_template": agl.PromptTemplate(template=SEED_PROMPT, engine="f-string")},
         )  # fmt: skip
-        fit_bounded(lightning, make_rollout(RolloutConfig(model=spec, task=MATH)), train, val)
+        with caplog.at_level(logging.INFO, logger="trainer.apo.algorithm"):
+            fit_bounded(lightning, make_rollout(RolloutConfig(model=spec, task=MATH)), train, val)
     rollouts = asyncio.run(store.query_rollouts())
     by_status: dict[str, list[Any]] = {}
     for r in (r for r in rollouts if r.resources_id == "run-cut~v1"):
@@ -110,6 +114,10 @@ def test_a_hopeless_candidate_stops_and_its_queued_rollouts_are_cancelled(tmp_pa
     scored = dict((e[1], e[4]) for e in observer.named("prompt_scored"))
     assert scored["v1"].n == ran and scored["v1"].value == 0.0
     assert algorithm.best_label == "v0"
+    cut_lines = [r for r in caplog.records if "can no longer reach the beam" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in cut_lines] == [
+        (logging.INFO, f"v1 can no longer reach the beam: {len(val) - ran} of its {len(val)} val rollouts cancelled")
+    ]
     # The cut read each finished rollout's spans for its reward; the batch's results reuse that read.
     seed_reads = {reads[r.rollout_id] for r in rollouts if r.resources_id == "run-cut~v0" and r.mode == "val"}
     assert seed_reads == {reads[r.rollout_id] for r in by_status["succeeded"]}, (seed_reads, reads)

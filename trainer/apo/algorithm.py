@@ -307,8 +307,9 @@ class TrackedAPO(APO[Problem]):
             live = [i for i in ids if i not in cancelled]
             finished = await wait_for_batch(store, live, timeout=max(deadline - time.monotonic(), 0.0),
                                             store_name=self._store_name)  # fmt: skip
-            logger.info("%s can no longer reach the beam: %d of its %d val rollouts cancelled",
-                        prompt.version, len(cancelled), len(ids))  # fmt: skip
+            # Nothing cancelled (the rest was already running) is no event for an operator.
+            logger.log(logging.INFO if cancelled else logging.DEBUG, "%s can no longer reach the beam: %d of its "
+                       "%d val rollouts cancelled", prompt.version, len(cancelled), len(ids))  # fmt: skip
         if len(finished) < len(ids) - len(cancelled):
             logger.warning(
                 "%s: %d of %d rollouts finished within ROLLOUT_BATCH_TIMEOUT=%gs",
