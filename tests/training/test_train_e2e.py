@@ -152,6 +152,7 @@ def test_best_files_and_summary_agree_with_db(trained: dict[str, Any]) -> None:
     for key in ("seed_test_score", "best_test_score", "rollouts", "llm_tokens", "wall_seconds"):
         assert isinstance(summary[key], int | float), key
     assert summary["llm_tokens"] > 0
+    assert 0 < summary["test_seconds"] < summary["wall_seconds"]  # the test split's 6+6 rollouts ran
     assert summary["seed_test"]["n"] == 6 and summary["paired_test"]["n"] == 6
     paired = Summary.load(out / "summary.json").paired_test
     if paired.only_best == paired.only_seed:

@@ -159,6 +159,9 @@ class Summary(_Model):
     rollouts: int
     llm_tokens: int
     wall_seconds: float
+    # Of wall_seconds, scoring seed and best on the test split (after the training proper). A
+    # default, so that summaries written before it load.
+    test_seconds: float | None = None
     seed_val: ScoreSummary | None
     best_val: ScoreSummary | None
     seed_test: ScoreSummary

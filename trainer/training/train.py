@@ -349,11 +349,13 @@ def _train(settings: Settings, console: Console, prep: Preparation) -> Summary:
                     train_dataset=for_run(prep.splits.train, run_id, ledger),
                     val_dataset=for_run(prep.splits.val, run_id, ledger),
                 )
+            tested = time.monotonic()
             results = score_on_test(prompts, run_id, prep.splits.test, rollout_config, settings, cache)
             observe_test(metrics, results, endpoints.agent.model)
             summary = build_summary(
                 settings, run_id, prep.splits, endpoints, prompts, results, ledger, progress.snapshot(), usage,
-                wall_seconds=time.monotonic() - started, expected_rollouts=expected, examples=algorithm.examples,
+                wall_seconds=time.monotonic() - started, test_seconds=time.monotonic() - tested,
+                expected_rollouts=expected, examples=algorithm.examples,
                 cache=cache,
             )  # fmt: skip
             write_outputs(summary, recorder, prompts, out, ledger.path.parent)
