@@ -14,6 +14,9 @@ ours/stock. Figures, never assertions; one run on a noisy machine. ``--quick``: 
 the script, not figures to quote); ``--skip-stock``: ours and the ceiling only; ``--keep DIR``: both
 runs' output directories and logs stay in DIR (else a temporary directory that goes afterwards; a
 failed run's log tail is printed either way).
+
+Stock scores no test split, ours scores seed and best on it after training: ``training_wall_seconds``
+(ours without that part) is the time that compares with stock's, and rates are per training second.
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ SIZES = {"train": 40, "val": 20, "test": 30}
 QUICK = {"train": 8, "val": 6, "test": 4}
 # Lines of a failed run's log printed before the benchmark gives up on it.
 LOG_TAIL_LINES = 40
-SEARCH = ["--beam-width", "2", "--branch-factor", "2", "--val-batch-size", "10", "--gradient-batch-size", "4"]
+SEARCH = ["--beam-width", "2", "--branch-factor", "2", "--gradient-batch-size", "4"]
+VAL_BATCH = 10  # the issue's; --quick's val split is smaller, and a batch larger than its split is refused
 
 
 def run_ours(out: Path, base_url: str, sizes: dict[str, int], rounds: int) -> dict[str, Any]:
     args = [
         sys.executable, "-m", "trainer", "train", "--output", str(out), "--iterations", str(rounds), *SEARCH,
+        "--val-batch-size", str(min(VAL_BATCH, sizes["val"])),
         *(f for split, n in sizes.items() for f in (f"--{split}-size", str(n))),
     ]  # fmt: skip
     env = trainer_env(OPENAI_BASE_URL=base_url, AGENT_MODEL=EMBEDDED_MODEL_NAME, LOG_LEVEL="WARNING")
@@ -59,6 +64,9 @@ def run_ours(out: Path, base_url: str, sizes: dict[str, int], rounds: int) -> di
     calls = sum(1 for r in rows if not r.get("cache_hit") and r["status"] != "bad_template")
     return {
         "wall_seconds": round(wall, 1),
+        # Stock has no test split: what compares with its wall time is ours without it.
+        "test_seconds": summary["test_seconds"],
+        "training_wall_seconds": round(wall - summary["test_seconds"], 1),
         "training_rollouts": len(rows),
         "agent_calls": calls,
         "test_agent_calls": summary["cache"]["agent_calls"] - calls,
@@ -88,6 +96,7 @@ def run_stock(out: Path, base_url: str, sizes: dict[str, int], rounds: int) -> d
         raise RuntimeError(failed("stock APO", code, out.parent / "stock.log"))
     result: dict[str, Any] = json.loads((out / "stock.json").read_text())
     result["training_rollouts"] = result["agent_calls"]  # one call per rollout
+    result["training_wall_seconds"] = result["wall_seconds"]  # stock scores no test split
     return result
 
 
@@ -133,12 +142,20 @@ def main() -> int:
     for name in ("ours", "stock"):
         run = figures.get(name)
         if run is not None:
-            run["rollouts_per_second"] = round(run["training_rollouts"] / run["wall_seconds"], 3)
-            run["rollouts_per_second_vs_ceiling"] = round(run["rollouts_per_second"] / ceiling, 3)
+            run["rollouts_per_second"] = round(run["training_rollouts"] / run["training_wall_seconds"], 3)
+            # Cache hits ask no server: against the server's ceiling, only agent calls count.
+            run["agent_calls_per_second"] = round(run["agent_calls"] / run["training_wall_seconds"], 3)
+            run["agent_calls_per_second_vs_ceiling"] = round(run["agent_calls_per_second"] / ceiling, 3)
     if "stock" in figures:
         figures["ratio_ours_to_stock"] = {
             key: round(figures["ours"][key] / figures["stock"][key], 3)
-            for key in ("wall_seconds", "agent_calls", "optimizer_calls", "rollouts_per_second")
+            for key in (
+                "wall_seconds",
+                "training_wall_seconds",
+                "agent_calls",
+                "optimizer_calls",
+                "rollouts_per_second",
+            )
             if figures["stock"].get(key)
         }
     print(json.dumps(figures, indent=2))
