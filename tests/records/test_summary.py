@@ -20,7 +20,7 @@ def _fields(**overrides: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "run_id": RUN, "algorithm": "apo", "seed_val_score": 0.25, "best_val_score": 0.75,
         "seed_test_score": 0.2, "best_test_score": 0.2, "best_prompt_version": "v4", "best_prompt_id": 5,
-        "rollouts": 256, "llm_tokens": 1234567, "wall_seconds": 61.4,
+        "rollouts": 256, "llm_tokens": 1234567, "wall_seconds": 61.4, "test_seconds": 8.2,
         "seed_val": {"value": 0.25, "correct": 4, "n": 16, "ci95": [0.1, 0.49]},
         "best_val": {"value": 0.75, "correct": 12, "n": 16, "ci95": [0.51, 0.9]},
         "seed_test": score, "best_test": score,
@@ -63,11 +63,11 @@ def test_write_summary_writes_valid_json_in_schema_order(tmp_path: Path) -> None
 
 
 def test_a_summary_written_before_demonstrations_loads(tmp_path: Path) -> None:
-    old = {k: v for k, v in _fields().items() if k not in ("demonstrations", "test_problems", "cache")}
+    old = {k: v for k, v in _fields().items() if k not in ("demonstrations", "test_problems", "cache", "test_seconds")}
     (tmp_path / SUMMARY_FILE).write_text(json.dumps(old))
     loaded = Summary.load(tmp_path / SUMMARY_FILE)
     assert loaded.demonstrations is None and loaded.test_problems.wins == loaded.test_problems.losses == []
-    assert loaded.cache is None
+    assert loaded.cache is None and loaded.test_seconds is None
 
 
 def test_the_table_names_the_best_prompts_demonstrations_and_test_wins() -> None:
