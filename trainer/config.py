@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         ge=0,
         le=16,
         description="Worked examples (demonstrations) in each prompt, chosen beside APO's instruction edits from "
-        "the same rollout budget; 0 = plain APO (instruction edits only).",
+        "no more rollouts than plain APO; 0 = plain APO (instruction edits only).",
         json_schema_extra={"flag": "--demos"},
     )
     demo_source: Literal["both", "bootstrapped", "gold"] = Field(

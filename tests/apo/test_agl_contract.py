@@ -53,7 +53,7 @@ REPO = TRAINER_DIR.parent
 # TrackedAPO's own helpers (everything else it defines must override an APO method).
 TRACKED_ONLY = {
     "_record_val", "_mark_best", "best_label", "_run_batch", "_store_name",
-    "_seed_or_plain", "_example_candidate", "_propose",
+    "_seed_or_plain", "_parts_of", "_example_candidate", "_propose",
 }  # fmt: skip
 # Decorators that wrap APO methods, by the qualified name of the wrapper's code, and the argument
 # each one injects (callers never pass it; the override must not declare it).

@@ -117,6 +117,33 @@ def test_example_search_draws_for_a_parent_and_combines_the_best() -> None:
     assert ExampleSearch(DemoPool("both", []), k=2, seed=7).examples_for(parent) is None
 
 
+def test_an_examples_branch_skips_its_train_batch_only_when_the_pool_can_fill_it() -> None:
+    parent = Prompt("Solve.")
+    # 4 branches in round 1: two instruction edits, then two example draws (trainer.apo.plan).
+    gold = ExampleSearch(DemoPool.for_splits("gold", TRAIN, HELD_OUT), k=2, seed=7)
+    assert [gold.skips_train_batch(4, 1, i, parent) for i in range(4)] == [False, False, True, True]
+    assert gold.train_batches_skipped == 2
+    # Bootstrapped demonstrations come only from train rollouts: the batch runs until the pool holds DEMOS of them.
+    both = ExampleSearch(DemoPool.for_splits("both", TRAIN, HELD_OUT), k=2, seed=7)
+    assert not both.skips_train_batch(4, 1, 2, parent)
+    both.pool.add(demo(1, "bootstrapped"))
+    assert not both.skips_train_batch(4, 1, 2, parent)
+    both.pool.add(demo(2, "bootstrapped"))
+    assert both.skips_train_batch(4, 1, 2, parent)
+    assert both.train_batches_skipped == 1
+    # ... and when every set of DEMOS problems was already tried (or is the parent's), it runs again.
+    small = ExampleSearch(DemoPool.for_splits("gold", TRAIN[:3], HELD_OUT), k=2, seed=7)
+    tried: set[tuple[str, ...]] = set()
+    for _ in range(2):
+        drawn = small.examples_for(parent)
+        assert drawn is not None
+        tried.add(tuple(sorted(drawn.demo_ids)))
+    assert len(tried) == 2 and small.skips_train_batch(4, 1, 2, parent)  # 3 sets of 2 problems, 2 tried
+    (last,) = {("p0", "p1"), ("p0", "p2"), ("p1", "p2")} - tried
+    by_id = {d.problem_id: d for d in gold_demos(TRAIN[:3])}
+    assert not small.skips_train_batch(4, 1, 2, Prompt("Solve.", tuple(by_id[i] for i in last)))
+
+
 # -- bootstrapped from spans -----------------------------------------------------------------------
 
 

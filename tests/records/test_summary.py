@@ -41,7 +41,7 @@ def _fields(**overrides: Any) -> dict[str, Any]:
         "reward_curve": "outputs/reward_curve.png",
         "demonstrations": {"per_prompt": 3, "source": "both", "pool": {"bootstrapped": 2, "gold": 40},
                            "best": [{"problem_id": "gen-7-3", "source": "gold", "question": "What is 2 + 2?"}],
-                           "candidates_by_change": {"instruction": 4, "examples": 2}},
+                           "candidates_by_change": {"instruction": 4, "examples": 2}, "train_batches_skipped": 3},
         "test_problems": {"wins": ["gen-7-60"], "losses": []},
         "cache": {"enabled": True, "training_hits": 12, "test_hits": 6, "agent_calls": 42, "entries": 40},
     }  # fmt: skip
@@ -68,6 +68,11 @@ def test_a_summary_written_before_demonstrations_loads(tmp_path: Path) -> None:
     loaded = Summary.load(tmp_path / SUMMARY_FILE)
     assert loaded.demonstrations is None and loaded.test_problems.wins == loaded.test_problems.losses == []
     assert loaded.cache is None and loaded.test_seconds is None
+    older_demos = {**_fields()["demonstrations"]}
+    del older_demos["train_batches_skipped"]
+    (tmp_path / SUMMARY_FILE).write_text(json.dumps({**_fields(), "demonstrations": older_demos}))
+    loaded_demos = Summary.load(tmp_path / SUMMARY_FILE).demonstrations
+    assert loaded_demos is not None and loaded_demos.train_batches_skipped == 0
 
 
 def test_the_table_names_the_best_prompts_demonstrations_and_test_wins() -> None:

@@ -50,9 +50,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
     optimizer = ScriptedOptimizer("- Show the arithmetic before the final line.", prompt_rewrites())
     agent = agent_when(TASKS, prompt_shows_kind(TASKS))
     with ScriptedLLM(route(agent=agent, optimizer=optimizer, optimizer_models=("critic",))) as llm:
-        outs = {name: tmp_path_factory.mktemp(name) for name in ("plain", "demos")}
-        # Both at once: the scripted server answers in microseconds, the runners are the cost.
-        procs = {"plain": start(outs["plain"], llm, "--demos", "0"), "demos": start(outs["demos"], llm)}
+        outs = {name: tmp_path_factory.mktemp(name) for name in ("plain", "demos", "gold")}
+        # All at once: the scripted server answers in microseconds, the runners are the cost.
+        procs = {"plain": start(outs["plain"], llm, "--demos", "0"), "demos": start(outs["demos"], llm),
+                 "gold": start(outs["gold"], llm, "--demo-source", "gold")}  # fmt: skip
         results = {name: proc.communicate(timeout=TIMEOUT) for name, proc in procs.items()}
     found: dict[str, dict[str, Any]] = {}
     for name, proc in procs.items():
@@ -166,3 +167,24 @@ def test_prompts_show_prints_instruction_and_demonstrations_apart(runs: dict[str
     for i, demo in enumerate(best.demos, 1):
         assert f"--- demonstration {i}: problem {demo.problem_id} ({demo.source})" in shown
         assert f"Question: {demo.question}\nAnswer: {demo.answer}" in shown
+
+
+def test_examples_branches_run_train_batches_only_while_the_pool_is_short(runs: dict[str, dict[str, Any]]) -> None:
+    branches = DEFAULTS.iterations * DEFAULTS.beam_width * DEFAULTS.branch_factor
+    train: dict[str, int] = {}
+    for name in ("plain", "demos", "gold"):
+        summary: Summary = runs[name]["summary"]
+        rows = [json.loads(line) for line in (runs[name]["out"] / "runs" / summary.run_id / "rollouts.jsonl")
+                .read_text().splitlines()]  # fmt: skip
+        train[name] = sum(1 for r in rows if r["mode"] == "train")
+        skipped = summary.demonstrations.train_batches_skipped if summary.demonstrations else 0
+        assert train[name] == (branches - skipped) * DEFAULTS.gradient_batch_size, name
+    # With DEMO_SOURCE=gold the pool holds the whole train split from the start, so no examples
+    # branch (2 of each round's 4) needs its parent's train rollouts; the edits still get theirs.
+    gold = runs["gold"]["summary"].demonstrations
+    assert gold is not None and gold.pool == {"gold": len(SPLITS.train)}
+    assert gold.train_batches_skipped == DEFAULTS.iterations * 2
+    assert train["gold"] == train["plain"] // 2
+    # With bootstrapped demonstrations allowed, a batch runs while the pool holds fewer than DEMOS of
+    # them: here the seed is never right, so round 1's pool gets none and every branch runs its batch.
+    assert runs["demos"]["summary"].demonstrations.train_batches_skipped < DEFAULTS.iterations * 2

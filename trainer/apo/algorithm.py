@@ -127,6 +127,9 @@ class TrackedAPO(APO[Problem]):
             logger.info("candidate %s rejected before evaluation: %s", versioned.version, reason)
         return versioned
 
+    def _parts_of(self, prompt: VersionedPromptTemplate) -> Prompt:
+        return self._parts.get(prompt.version, Prompt(prompt.prompt_template.template))
+
     def _seed_or_plain(self, template: str, *, first: bool) -> Prompt:
         if first and self.seed is not None and self.seed.render() == template:
             return self.seed
@@ -151,7 +154,7 @@ class TrackedAPO(APO[Problem]):
         prefix: str | None = None,
     ) -> str | None:
         self._parent = current_prompt
-        parts = self._parts.get(current_prompt.version, Prompt(current_prompt.prompt_template.template))
+        parts = self._parts_of(current_prompt)
         branches = self.beam_width * self.branch_factor
         kind = self.examples.branch_kind(branches, self._round, self._branch) if self.examples else "instruction"
         self._branch += 1
@@ -173,12 +176,8 @@ class TrackedAPO(APO[Problem]):
             # One failed critique/edit (context overflow, endpoint down after retries) costs this
             # branch, not the run: APO skips a branch whose edit is empty.
             self.observer.branch_failed(current_prompt.version, exc)
-            logger.warning(
-                "optimizer call failed for a child of %s, branch dropped: %s: %s",
-                current_prompt.version,
-                type(exc).__name__,
-                str(exc)[:300],
-            )
+            logger.warning("optimizer call failed for a child of %s, branch dropped: %s: %s",
+                           current_prompt.version, type(exc).__name__, str(exc)[:300])  # fmt: skip
             return None
         if new_prompt is None or not new_prompt.strip():  # APO would skip it silently; the DB shows it
             self._create_versioned_prompt(agl.PromptTemplate(template=new_prompt or "", engine=TEMPLATE_ENGINE))
@@ -256,6 +255,9 @@ class TrackedAPO(APO[Problem]):
         """
         if prompt.version in self._rejected:
             return [], 0.0
+        if mode == "train" and self.examples and self.examples.skips_train_batch(
+                self.beam_width * self.branch_factor, self._round, self._branch, self._parts_of(prompt)):  # fmt: skip
+            return [], 0.0  # an examples branch the pool can already fill (ExampleSearch.skips_train_batch)
         # Only a prompt with no score yet can be cut: a beam member's score pools earlier batches.
         cut = self._cut if mode == "val" and prompt.version not in self._scores else None
         try:

@@ -21,6 +21,7 @@ random numbers APO drew.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -120,6 +121,27 @@ class ExampleSearch:
         self.edits = edits  # False: no branch asks the optimizer for an instruction edit
         self._rng = random.Random(seed)
         self._tried: list[tuple[str, ...]] = []
+        self.train_batches_skipped = 0
+
+    def skips_train_batch(self, branches: int, round_number: int, index: int, parent: Prompt) -> bool:
+        """True (and counted) when the ``index``-th branch need not run ``parent`` on a train batch.
+
+        An examples or combine branch never shows its parent's train rollouts to the optimizer; they
+        only feed the pool. Once every allowed source holds DEMOS problems and the pool has a set of
+        DEMOS problems no candidate had yet, the draw needs none of them, and those rollouts would
+        be spent on nothing the search uses. Until then the batch runs and its rewarded rollouts are
+        bootstrapped, so ``DEMO_SOURCE=bootstrapped`` (or both) still fills the pool first.
+        """
+        if self.branch_kind(branches, round_number, index) == "instruction":
+            return False
+        if any(self.pool.count(source) < self.k for source in self.pool.sources):
+            return False
+        problems = len({demo.problem_id for demo in self.pool.demos()})
+        sets = {tuple(sorted(ids)) for ids in [*self._tried, parent.demo_ids] if ids}
+        if math.comb(problems, self.k) <= len(sets):
+            return False
+        self.train_batches_skipped += 1
+        return True
 
     def branch_kind(self, branches: int, round_number: int, index: int) -> BranchKind:
         """What the ``index``-th branch of a round does (trainer.apo.plan.branch_kinds)."""

@@ -1,10 +1,11 @@
 """What a training will cost before it starts: APO's rollouts and LLM calls, from the settings.
 
 With demonstrations (``DEMOS`` > 0) some of each round's branches draw a new demonstration set (or
-pair the best instruction with the best set) instead of asking the optimizer for an edit. Every
-branch still runs its parent on a train batch (the rollouts bootstrapped demonstrations come from)
-and every candidate is scored on the same val batch, so the rollout budget is the plain APO run's
-with the same settings; only the optimizer calls go down.
+pair the best instruction with the best set) instead of asking the optimizer for an edit, and
+every candidate is scored on the same val batch. An examples branch skips its parent's train batch
+once the pool can fill its set (trainer.apo.demos.ExampleSearch.skips_train_batch), which depends on
+the rewards of the run's own train rollouts. The plan counts every batch, so its rollouts are an
+upper bound: the plain APO run's with the same settings.
 """
 
 from __future__ import annotations

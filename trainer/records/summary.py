@@ -121,6 +121,8 @@ class Demonstrations(_Model):
     pool: dict[str, int]  # demonstrations available at the end, by source
     best: list[DemoShown]
     candidates_by_change: dict[str, int]  # instruction, examples, both
+    # Examples branches that ran no train batch: the pool could already fill their set.
+    train_batches_skipped: int = 0
 
 
 class TestProblems(_Model):

@@ -149,6 +149,7 @@ def demonstrations(
         pool={source: examples.pool.count(source) for source in examples.pool.sources},
         best=[DemoShown(problem_id=d.problem_id, source=d.source, question=d.question) for d in best.demos],
         candidates_by_change=progress.candidate_changes,
+        train_batches_skipped=examples.train_batches_skipped,
     )
 
 
