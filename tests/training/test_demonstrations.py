@@ -68,6 +68,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
     yield found
 
 
+def ledger_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's rollout ledger, read as the raw JSON lines it wrote."""
+    path = run["out"] / "runs" / run["summary"].run_id / "rollouts.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def test_demonstrations_reach_a_val_score_plain_apo_cannot(runs: dict[str, dict[str, Any]]) -> None:
     plain, demos = runs["plain"]["summary"], runs["demos"]["summary"]
     assert plain.seed_val_score == plain.best_val_score == 0.0  # no instruction makes this agent right
@@ -132,8 +138,7 @@ def test_lineage_says_what_each_candidate_changed(runs: dict[str, dict[str, Any]
 def test_rewarded_train_rollouts_become_bootstrapped_demonstrations(runs: dict[str, dict[str, Any]]) -> None:
     summary: Summary = runs["demos"]["summary"]
     assert summary.demonstrations is not None
-    out: Path = runs["demos"]["out"]
-    rows = [json.loads(line) for line in (out / "runs" / summary.run_id / "rollouts.jsonl").read_text().splitlines()]
+    rows = ledger_rows(runs["demos"])
     rewarded = {r["task_id"] for r in rows if r["mode"] == "train" and r["status"] == "ok" and r["reward"] == 1.0}
     assert rewarded, "no train rollout earned reward 1: round 2's parents had no examples"
     # Every one of them was read back from its spans into the pool; the gold ones are the train split's.
@@ -174,9 +179,7 @@ def test_examples_branches_run_train_batches_only_while_the_pool_is_short(runs: 
     train: dict[str, int] = {}
     for name in ("plain", "demos", "gold"):
         summary: Summary = runs[name]["summary"]
-        rows = [json.loads(line) for line in (runs[name]["out"] / "runs" / summary.run_id / "rollouts.jsonl")
-                .read_text().splitlines()]  # fmt: skip
-        train[name] = sum(1 for r in rows if r["mode"] == "train")
+        train[name] = sum(1 for r in ledger_rows(runs[name]) if r["mode"] == "train")
         skipped = summary.demonstrations.train_batches_skipped if summary.demonstrations else 0
         assert train[name] == (branches - skipped) * DEFAULTS.gradient_batch_size, name
     # With DEMO_SOURCE=gold the pool holds the whole train split from the start, so no examples
